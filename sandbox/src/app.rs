@@ -1,0 +1,428 @@
+//! The commands behind the CLI. Each takes plain options, prints what a person reads, and
+//! returns an error that knows its exit code; `main.rs` only parses arguments.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::doctor;
+use crate::gobuild::{self, GoError};
+use crate::lab::{self, FindError, LabDir, LabId, LaunchError, State};
+use crate::plan::{self, Plan};
+use crate::report;
+use crate::scenario::{self, BackendKind, ScenarioError, Source};
+use crate::symptoms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("{0}")]
+    Missing(String),
+    #[error(transparent)]
+    Go(#[from] GoError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Find(#[from] FindError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl AppError {
+    /// 2: the input is wrong; 3: the machine lacks something; 4: no such lab or service;
+    /// 1: anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Scenario(_) => 2,
+            AppError::Missing(_) | AppError::Go(_) => 3,
+            AppError::Find(_) => 4,
+            AppError::Launch(_) | AppError::Failed(_) => 1,
+        }
+    }
+
+    /// The error as shown on the terminal, with quoted source lines for scenario problems.
+    pub fn render(&self, color: bool) -> String {
+        match self {
+            AppError::Scenario(ScenarioError::Invalid { source_name, text, diagnostics }) => {
+                let mut out: String = diagnostics.iter().map(|d| report::diagnostic(source_name, text, d, color)).collect();
+                out.push_str(&format!(
+                    "{} problem{} in {source_name}\n",
+                    diagnostics.len(),
+                    if diagnostics.len() == 1 { "" } else { "s" }
+                ));
+                out
+            }
+            other => format!("error: {other}\n"),
+        }
+    }
+}
+
+fn require_root(what: &str) -> Result<(), AppError> {
+    if crate::sys::is_root() {
+        Ok(())
+    } else {
+        Err(AppError::Missing(format!(
+            "`sandbox {what}` needs root: labs are network namespaces, nftables rules and eBPF programs. \
+             Run it as root (sudo sandbox {what} …); nothing was changed"
+        )))
+    }
+}
+
+/// Reads, parses and validates a scenario, including every value its parameters can draw.
+pub fn load(arg: &str) -> Result<(Source, scenario::Scenario), AppError> {
+    let source = Source::resolve(arg)?;
+    let s = source.load()?;
+    let diagnostics = plan::check_draws(&s);
+    if !diagnostics.is_empty() {
+        return Err(ScenarioError::Invalid { source_name: source.name.clone(), text: source.text.clone(), diagnostics }.into());
+    }
+    Ok((source, s))
+}
+
+pub fn list(json: bool) -> Result<(), AppError> {
+    let items: Vec<_> = scenario::bundled()
+        .into_iter()
+        .map(|b| {
+            let s = Source { name: format!("bundled:{}", b.id), text: b.text.to_string() };
+            (b, s.load().map_err(|e| e.to_string()))
+        })
+        .collect();
+    if json {
+        let v: Vec<_> = items
+            .iter()
+            .filter_map(|(b, s)| s.as_ref().ok().map(|s| (b, s)))
+            .map(|(b, s)| {
+                serde_json::json!({
+                    "id": b.id, "title": s.metadata.title, "summary": s.metadata.summary,
+                    "difficulty": s.metadata.difficulty, "tags": s.metadata.tags,
+                    "faults": s.faults.iter().map(|f| f.kind.name()).collect::<Vec<_>>(),
+                    "time_limit": s.metadata.time_limit.as_ref().map(|t| t.to_string()),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", report::scenario_list(&items));
+        println!();
+    }
+    Ok(())
+}
+
+/// Validates each file; reports every problem of every file before failing.
+pub fn validate(args: &[String], color: bool) -> Result<(), AppError> {
+    let mut failed = 0;
+    for arg in args {
+        match load(arg) {
+            Ok((src, s)) => println!(
+                "ok  {} ({} services, {} faults, {} params)",
+                src.name,
+                s.topology.services.len(),
+                s.faults.len(),
+                s.params.len()
+            ),
+            Err(e) => {
+                failed += 1;
+                eprint!("{}", e.render(color));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(AppError::Failed(format!("{failed} of {} scenario files are invalid", args.len())));
+    }
+    Ok(())
+}
+
+pub struct RunOptions {
+    pub scenario: String,
+    pub seed: Option<u64>,
+    pub detach: bool,
+    pub ready_timeout: Duration,
+}
+
+/// A spinner on a terminal, plain lines otherwise.
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new() -> Progress {
+        if std::io::stderr().is_terminal() {
+            let pb = ProgressBar::new_spinner();
+            pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            pb.enable_steady_tick(Duration::from_millis(100));
+            Progress(Some(pb))
+        } else {
+            Progress(None)
+        }
+    }
+
+    fn step(&self, msg: &str) {
+        match &self.0 {
+            Some(pb) => pb.set_message(msg.to_string()),
+            None => eprintln!("· {msg}"),
+        }
+    }
+
+    fn done(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
+    let (source, s) = load(&o.scenario)?;
+    require_root("run")?;
+    if !s.metadata.backends.contains(&BackendKind::Netns) {
+        return Err(AppError::Failed(format!(
+            "scenario `{}` is written for {:?} only; this build runs labs on the netns backend",
+            s.id(),
+            s.metadata.backends
+        )));
+    }
+    let seed = o.seed.unwrap_or_else(rand::random);
+    let plan = Plan::build(&s, seed).map_err(|diagnostics| ScenarioError::Invalid {
+        source_name: source.name.clone(),
+        text: source.text.clone(),
+        diagnostics,
+    })?;
+    let progress = Progress::new();
+    let tc = gobuild::find()?;
+    progress.step(&format!("building the Go services with {}", tc.version));
+    let built = gobuild::build(&tc).inspect_err(|_| progress.done())?;
+    let req = lab::Request { plan: &plan, binaries: &built.dir, source: &source.name, ready_timeout: o.ready_timeout };
+    let launched = lab::launch(&req, |step| progress.step(step)).inspect_err(|_| progress.done())?;
+    progress.done();
+    let st = &launched.state;
+    println!("Lab {} is ready ({} services, seed {seed}, started in {:.2}s).", st.id, plan.instances.len(), launched.startup.as_secs_f64());
+    println!();
+    println!("{}", st.briefing_title);
+    println!("{}", "─".repeat(st.briefing_title.chars().count().min(78)));
+    println!("{}", st.briefing.trim_end());
+    if let Some(t) = st.time_limit_s {
+        println!();
+        println!("Time limit: {}.", report::short_duration_ms(t * 1000));
+    }
+    println!();
+    if o.detach {
+        println!("Watch it with `sandbox status`, read logs with `sandbox logs <service>`,");
+        println!("open a shell with `sandbox shell <service>`, and stop it with `sandbox down`.");
+        return Ok(());
+    }
+    println!("Showing status every second; Ctrl-C takes the lab down.");
+    watch_until_interrupt(&st.id, color)
+}
+
+/// Redraws the lab's status once a second until Ctrl-C, then takes the lab down.
+fn watch_until_interrupt(id: &LabId, color: bool) -> Result<(), AppError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Failed(format!("starting the runtime: {e}")))?;
+    let interrupted = rt.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return true,
+                _ = tick.tick() => {
+                    match LabDir::new(id).read_state() {
+                        Some(state) => {
+                            let page = status_page(&state);
+                            if std::io::stdout().is_terminal() {
+                                print!("\x1b[2J\x1b[H{page}");
+                            } else {
+                                print!("{page}");
+                            }
+                            let _ = std::io::stdout().flush();
+                        }
+                        None => return false,
+                    }
+                }
+            }
+        }
+    });
+    if interrupted {
+        println!();
+    }
+    down(Some(id.as_str()), false, color)
+}
+
+fn status_page(state: &State) -> String {
+    let now = lab::now_ms();
+    let secs = symptoms::read(&LabDir::new(&state.id).load_stats());
+    let sym = report::symptoms_of(state, &secs, now);
+    report::status(state, &sym, now)
+}
+
+pub fn status(id: Option<&str>, json: bool, watch: bool) -> Result<(), AppError> {
+    let labs = lab::list();
+    if id.is_none() && labs.len() > 1 && !json {
+        println!("{}", report::lab_list(&labs, lab::now_ms()));
+        println!("Several labs are running; `sandbox status <lab>` shows one.");
+        return Ok(());
+    }
+    let state = lab::find(id)?;
+    if json {
+        let now = lab::now_ms();
+        let secs = symptoms::read(&LabDir::new(&state.id).load_stats());
+        let sym = report::symptoms_of(&state, &secs, now);
+        let v = serde_json::json!({
+            "lab": state,
+            "now_ms": now,
+            "symptoms": { "recent": sym.recent, "baseline": sym.baseline, "p99_trend": sym.p99_trend },
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    if !watch {
+        print!("{}", status_page(&state));
+        return Ok(());
+    }
+    loop {
+        let Some(state) = LabDir::new(&state.id).read_state() else { return Ok(()) };
+        print!("\x1b[2J\x1b[H{}", status_page(&state));
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// An instance name from what a person typed: `api-1`, or `api` for its first replica (all
+/// replicas when `all` is set).
+fn instances_named(state: &State, name: &str, all: bool) -> Result<Vec<String>, AppError> {
+    if state.instances.iter().any(|i| i.name == name) {
+        return Ok(vec![name.to_string()]);
+    }
+    let of: Vec<String> = state.instances.iter().filter(|i| i.service == name).map(|i| i.name.clone()).collect();
+    if of.is_empty() {
+        let known: Vec<&str> = state.instances.iter().map(|i| i.name.as_str()).collect();
+        return Err(AppError::Failed(format!("no service or instance `{name}` in lab {}; it has: {}", state.id, known.join(", "))));
+    }
+    Ok(if all { of } else { of.into_iter().take(1).collect() })
+}
+
+pub fn logs(lab_id: Option<&str>, name: &str, follow: bool, lines: usize) -> Result<(), AppError> {
+    let state = lab::find(lab_id)?;
+    let dir = LabDir::new(&state.id);
+    let files: Vec<(String, std::path::PathBuf)> = if name == "supervisor" {
+        vec![(name.to_string(), dir.supervisor_log())]
+    } else {
+        instances_named(&state, name, true)?.into_iter().map(|i| (i.clone(), dir.log_of(&i))).collect()
+    };
+    let prefix = files.len() > 1;
+    let mut offsets = Vec::new();
+    for (inst, path) in &files {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        for l in &all[all.len().saturating_sub(lines)..] {
+            if prefix {
+                println!("{inst}: {l}");
+            } else {
+                println!("{l}");
+            }
+        }
+        offsets.push(text.len() as u64);
+    }
+    while follow {
+        std::thread::sleep(Duration::from_millis(200));
+        if LabDir::new(&state.id).read_state().is_none() {
+            return Ok(());
+        }
+        for ((inst, path), off) in files.iter().zip(offsets.iter_mut()) {
+            let Ok(bytes) = std::fs::read(path) else { continue };
+            if (bytes.len() as u64) > *off {
+                let new = String::from_utf8_lossy(&bytes[*off as usize..]).into_owned();
+                *off = bytes.len() as u64;
+                for l in new.lines() {
+                    if prefix {
+                        println!("{inst}: {l}");
+                    } else {
+                        println!("{l}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces this process with a shell (or `command`) inside an instance's namespace.
+pub fn shell(lab_id: Option<&str>, name: &str, command: &[String]) -> Result<(), AppError> {
+    require_root("shell")?;
+    let state = lab::find(lab_id)?;
+    let inst = instances_named(&state, name, false)?.remove(0);
+    let backend = crate::backend::netns::NetnsBackend::new(&state.id, state.slot, &[]).map_err(|e| AppError::Failed(e.to_string()))?;
+    use crate::backend::Backend;
+    let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/bash".into());
+    let program = command.first().cloned().unwrap_or(shell);
+    let mut c = backend.shell_command(&inst, &program).map_err(|e| AppError::Failed(e.to_string()))?;
+    c.args(command.iter().skip(1));
+    c.env("SANDBOX_LAB", state.id.as_str()).env("SANDBOX_INSTANCE", &inst);
+    if command.is_empty() {
+        eprintln!("Shell in {inst} of lab {} ({}); `exit` leaves it.", state.id, state.instances.iter().find(|i| i.name == inst).map(|i| i.ip.as_str()).unwrap_or(""));
+    }
+    use std::os::unix::process::CommandExt;
+    Err(AppError::Failed(format!("starting {program}: {}", c.exec())))
+}
+
+pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
+    require_root("down")?;
+    let reports = if all {
+        lab::down_all()
+    } else {
+        let target = match id {
+            Some(i) => LabId::parse(i).ok_or_else(|| FindError::NoSuchLab(i.to_string()))?,
+            None => lab::find(None)?.id,
+        };
+        if id.is_some() && !lab::list().iter().any(|s| s.id == target) && crate::backend::netns::namespaces_of(&target).is_empty() {
+            return Err(FindError::NoSuchLab(target.to_string()).into());
+        }
+        vec![lab::down(&target)]
+    };
+    if reports.is_empty() {
+        println!("No labs to take down.");
+    }
+    let mut bad = 0;
+    for r in &reports {
+        if r.leftovers.is_empty() {
+            println!("Lab {} is down ({:.2}s); nothing of it is left.", r.id, r.took.as_secs_f64());
+        } else {
+            bad += 1;
+            println!("Lab {} is down ({:.2}s) but these remain:", r.id, r.took.as_secs_f64());
+            for l in &r.leftovers {
+                println!("  {l}");
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(AppError::Failed(format!("{bad} lab(s) left objects behind")));
+    }
+    Ok(())
+}
+
+pub fn doctor(json: bool) -> Result<(), AppError> {
+    let checks = doctor::run();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks).unwrap_or_default());
+    } else {
+        print!("{}", report::doctor(&checks));
+        println!();
+    }
+    let missing = checks.iter().filter(|c| c.status == doctor::Status::Fail).count();
+    if missing > 0 {
+        return Err(AppError::Missing(format!("{missing} thing(s) labs need are missing; the FIX column says how to add them")));
+    }
+    Ok(())
+}
+
+pub fn schema() -> Result<(), AppError> {
+    println!("{}", serde_json::to_string_pretty(&scenario::json_schema()).unwrap_or_default());
+    Ok(())
+}
+
+/// `sandbox supervise`: runs in the background, started by `run`.
+pub fn supervise(id: &str) -> u8 {
+    match LabId::parse(id) {
+        Some(id) => lab::supervisor::main(&id).clamp(0, 255) as u8,
+        None => 2,
+    }
+}

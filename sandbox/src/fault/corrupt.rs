@@ -1,0 +1,201 @@
+//! Packet corruption: the `sbx_corrupt` tc program (ebpf/corrupt.bpf.c), attached with TCX at
+//! the egress of the lab-side veths towards the receivers. TCX links go away with the process
+//! that holds them, so a crashed supervisor leaves no corruption behind.
+//!
+//! Checksum offload is turned off on the involved interfaces while the fault is active; with it
+//! on, veth passes packets whose checksum was never computed and a flipped byte would reach the
+//! application instead of being dropped and retransmitted.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use aya::maps::{Array, PerCpuArray};
+use aya::programs::{SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+
+use super::selector::Selector;
+use super::{FaultError, Place, Wiring};
+use crate::sys::cmd;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../../ebpf/corrupt.bpf.o");
+
+const MAX_ADDRS: usize = 8;
+const MAX_SELECTORS: usize = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CorruptSel {
+    src: [u32; MAX_ADDRS],
+    dst: [u32; MAX_ADDRS],
+    nsrc: u8,
+    ndst: u8,
+    port: u16,
+    port_is_dst: u8,
+    pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CorruptCfg {
+    basis_points: u32,
+    nsel: u32,
+    sel: [CorruptSel; MAX_SELECTORS],
+}
+
+// SAFETY: plain-old-data with explicit padding, laid out exactly like `struct corrupt_cfg`.
+unsafe impl aya::Pod for CorruptCfg {}
+
+/// Interfaces with checksum offload turned off, and by how many faults.
+pub type Offloads = Arc<Mutex<BTreeMap<(String, String), u32>>>;
+
+pub struct CorruptFault {
+    offloads: Offloads,
+    ebpf: Option<Ebpf>,
+    /// (namespace, interface) pairs whose offloads this fault turned off.
+    touched: Vec<(String, String)>,
+    removed: bool,
+}
+
+fn config(percent: f64, sels: &[Selector]) -> Result<CorruptCfg, FaultError> {
+    let mut cfg = CorruptCfg { basis_points: (percent * 100.0).round() as u32, ..Default::default() };
+    if sels.len() > MAX_SELECTORS {
+        return Err(FaultError::Unsupported(format!("corruption takes at most {MAX_SELECTORS} directions")));
+    }
+    for (i, s) in sels.iter().enumerate() {
+        if s.src.len() > MAX_ADDRS || s.dst.len() > MAX_ADDRS {
+            return Err(FaultError::Unsupported(format!("corruption matches at most {MAX_ADDRS} addresses per side")));
+        }
+        let sel = &mut cfg.sel[i];
+        for (j, a) in s.src.iter().enumerate() {
+            sel.src[j] = u32::from_ne_bytes(a.octets());
+        }
+        for (j, a) in s.dst.iter().enumerate() {
+            sel.dst[j] = u32::from_ne_bytes(a.octets());
+        }
+        sel.nsrc = s.src.len() as u8;
+        sel.ndst = s.dst.len() as u8;
+        sel.port = s.port().unwrap_or(0);
+        sel.port_is_dst = u8::from(s.dport.is_some());
+    }
+    cfg.nsel = sels.len() as u32;
+    Ok(cfg)
+}
+
+pub fn install(place: &Place, offloads: &Offloads, wiring: &Wiring, percent: f64, sels: &[Selector]) -> Result<CorruptFault, FaultError> {
+    let cfg = config(percent, sels)?;
+    let mut fault = CorruptFault { offloads: offloads.clone(), ebpf: None, touched: Vec::new(), removed: false };
+
+    // Receivers: the instances a selector sends to, or every instance when it names none.
+    let all: Vec<Ipv4Addr> = wiring.by_ip.keys().copied().collect();
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for s in sels {
+        receivers.extend(if s.dst.is_empty() { all.clone() } else { s.dst.clone() });
+        senders.extend(if s.src.is_empty() { all.clone() } else { s.src.clone() });
+    }
+    receivers.sort();
+    receivers.dedup();
+    let mut involved: Vec<Ipv4Addr> = senders.into_iter().chain(receivers.iter().copied()).collect();
+    involved.sort();
+    involved.dedup();
+    for ip in &involved {
+        let Some(w) = wiring.by_ip.get(ip) else { continue };
+        fault.offload_off(&w.netns, "eth0")?;
+        fault.offload_off(place.netns(), &w.veth)?;
+    }
+
+    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| FaultError::Ebpf(first_line(&e.to_string())))?;
+    let map = ebpf.map_mut("corrupt_config").ok_or_else(|| FaultError::Ebpf("corrupt_config map missing".into()))?;
+    let mut array: Array<_, CorruptCfg> = Array::try_from(map).map_err(|e| FaultError::Ebpf(e.to_string()))?;
+    array.set(0, cfg, 0).map_err(|e| FaultError::Ebpf(e.to_string()))?;
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut("sbx_corrupt")
+        .ok_or_else(|| FaultError::Ebpf("sbx_corrupt program missing".into()))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| FaultError::Ebpf(e.to_string()))?;
+    prog.load().map_err(|e| FaultError::Ebpf(first_line(&format!("{e:?}"))))?;
+    let devs: Vec<String> = receivers.iter().filter_map(|ip| wiring.by_ip.get(ip).map(|w| w.veth.clone())).collect();
+    // Interface names resolve in the calling thread's namespace: attach from a thread inside.
+    let netns = place.netns().to_string();
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<(), FaultError> {
+            crate::sys::netns::enter(&netns).map_err(|e| FaultError::Ebpf(format!("entering {netns}: {e}")))?;
+            for dev in &devs {
+                prog.attach(dev, TcAttachType::Egress).map_err(|e| FaultError::Ebpf(format!("attaching to {dev}: {e}")))?;
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(FaultError::Ebpf("attach thread panicked".into())))
+    })?;
+    fault.ebpf = Some(ebpf);
+    Ok(fault)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+fn ethtool(netns: &str, dev: &str, state: &str) -> Result<(), FaultError> {
+    let mut c = crate::sys::netns::command(netns, "ethtool")?;
+    c.args(["-K", dev, "tx", state, "rx", state]);
+    cmd::run(&mut c).map(|_| ()).map_err(FaultError::from)
+}
+
+impl CorruptFault {
+    fn offload_off(&mut self, netns: &str, dev: &str) -> Result<(), FaultError> {
+        let key = (netns.to_string(), dev.to_string());
+        let mut table = self.offloads.lock().map_err(|_| FaultError::Engine("offload lock poisoned".into()))?;
+        if !table.contains_key(&key) {
+            ethtool(netns, dev, "off")?;
+        }
+        *table.entry(key.clone()).or_default() += 1;
+        self.touched.push(key);
+        Ok(())
+    }
+
+    /// Packets that matched, and packets corrupted, so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let Some(ebpf) = &self.ebpf else { return (0, 0) };
+        let Some(map) = ebpf.map("corrupt_stats") else { return (0, 0) };
+        let Ok(stats) = PerCpuArray::<_, u64>::try_from(map) else { return (0, 0) };
+        let sum = |i| stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        (sum(0), sum(1))
+    }
+
+    fn teardown(&mut self) -> Result<(), FaultError> {
+        self.removed = true;
+        // Dropping the object closes the TCX links, which detaches the program.
+        self.ebpf = None;
+        let mut result = Ok(());
+        let mut table = self.offloads.lock().map_err(|_| FaultError::Engine("offload lock poisoned".into()))?;
+        for key in std::mem::take(&mut self.touched) {
+            let n = table.entry(key.clone()).or_default();
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                table.remove(&key);
+                // The namespace may already be gone when the lab is coming down.
+                if crate::sys::netns::exists(&key.0)
+                    && let Err(e) = ethtool(&key.0, &key.1, "on")
+                    && result.is_ok()
+                {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    pub fn remove(mut self) -> Result<(), FaultError> {
+        self.teardown()
+    }
+}
+
+impl Drop for CorruptFault {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.teardown();
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The fault engine: turns a planned fault into kernel state (or an app-level switch) and
+//! takes it away again. Each technique's installed fault is a guard that undoes exactly what it
+//! did when removed or dropped, so several faults on one service compose, and removing one
+//! leaves the others in place.
+//!
+//! | fault | technique |
+//! |---|---|
+//! | loss, reset, blackhole, partition, syn-drop | nftables table per fault, forward hook |
+//! | delay (jitter) | iptables NFQUEUE rule + the lab's delay engine |
+//! | bandwidth | htb class (+ ifb for traffic leaving an instance) |
+//! | corrupt | eBPF tc program (TCX) + checksum offload off |
+//! | slow, hang, leak, cpu-burn | the Go service's `/admin/fault` switch |
+
+mod app;
+mod corrupt;
+mod delay;
+mod nft;
+pub mod selector;
+mod shape;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::AddressBook;
+use crate::plan::{Effect, FaultPlan, FaultTarget};
+use crate::sys::cmd::CmdError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error(transparent)]
+    Cmd(#[from] CmdError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("delay engine: {0}")]
+    Engine(String),
+    #[error("eBPF: {0}")]
+    Ebpf(String),
+    #[error("app-fault switch: {0}")]
+    App(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The network namespace where a lab's packet faults live: the one holding its bridge, so
+/// faults act on traffic between instances and are invisible from inside them.
+#[derive(Debug, Clone)]
+pub struct Place {
+    netns: String,
+}
+
+impl Place {
+    pub fn new(netns: &str) -> Place {
+        Place { netns: netns.to_string() }
+    }
+
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    fn command(&self, program: &str) -> Result<std::process::Command, FaultError> {
+        Ok(crate::sys::netns::command(&self.netns, program)?)
+    }
+}
+
+/// How an instance is plugged into the lab bridge.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// The instance's own namespace (its end of the veth is `eth0`).
+    pub netns: String,
+    /// Its veth's end in the bridge namespace.
+    pub veth: String,
+    /// Name for an ifb device that shapes traffic leaving the instance.
+    pub ifb: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Wiring {
+    pub by_ip: BTreeMap<Ipv4Addr, Wire>,
+}
+
+/// Installs a lab's faults; owns what they share (delay engine, htb roots, offload state).
+pub struct Injector {
+    place: Place,
+    lab: String,
+    book: AddressBook,
+    wiring: Wiring,
+    delay: Mutex<Option<delay::DelayEngine>>,
+    shaper: shape::SharedShaper,
+    offloads: corrupt::Offloads,
+}
+
+/// An installed fault. Removing it (or dropping it) undoes it.
+pub enum Active {
+    Nft(nft::NftFault),
+    Delay(delay::DelayFault),
+    Shape(shape::ShapeFault),
+    Corrupt(corrupt::CorruptFault),
+    App(app::AppFault),
+}
+
+impl Active {
+    pub fn remove(self) -> Result<(), FaultError> {
+        match self {
+            Active::Nft(f) => f.remove(),
+            Active::Delay(f) => f.remove(),
+            Active::Shape(f) => f.remove(),
+            Active::Corrupt(f) => f.remove(),
+            Active::App(f) => f.remove(),
+        }
+    }
+
+    /// Packets the fault has acted on so far, where the technique counts them.
+    pub fn packets(&self) -> Option<u64> {
+        match self {
+            Active::Nft(f) => f.packets().ok(),
+            Active::Delay(f) => Some(f.released()),
+            Active::Corrupt(f) => Some(f.counts().1),
+            Active::Shape(_) | Active::App(_) => None,
+        }
+    }
+}
+
+impl Injector {
+    pub fn new(place: Place, lab: &str, book: AddressBook, wiring: Wiring) -> Injector {
+        Injector {
+            place,
+            lab: lab.to_string(),
+            book,
+            wiring,
+            delay: Mutex::new(None),
+            shaper: Arc::default(),
+            offloads: Arc::default(),
+        }
+    }
+
+    /// Installs fault number `index` of the plan.
+    pub fn inject(&self, index: usize, f: &FaultPlan) -> Result<Active, FaultError> {
+        let comment = format!("sandbox lab={} fault={}", self.lab, f.id);
+        if let Some(body) = app::body(&f.effect) {
+            let _ = body;
+            let ips = match &f.target {
+                FaultTarget::Service { service, replica: Some(r), .. } => {
+                    self.book.ip_of(&format!("{service}-{r}")).into_iter().collect()
+                }
+                FaultTarget::Service { service, .. } => self.book.ips_of_service(service),
+                FaultTarget::Link { .. } => {
+                    return Err(FaultError::Unsupported(format!("{} acts on a service, not a link", f.effect)));
+                }
+            };
+            return app::install(&f.effect, &ips).map(Active::App);
+        }
+        let sels = selector::selectors(&f.target, &f.effect, &self.book);
+        let index = u16::try_from(index).map_err(|_| FaultError::Unsupported("too many faults".into()))?;
+        match &f.effect {
+            e if nft::handles(e) => {
+                let table = format!("{}_{}_f{index}", crate::lab::PREFIX, self.lab);
+                nft::install(&self.place, &table, &comment, e, &sels).map(Active::Nft)
+            }
+            Effect::Delay { delay, jitter } => {
+                let engine = {
+                    let mut slot = self.delay.lock().map_err(|_| FaultError::Engine("lock poisoned".into()))?;
+                    match &*slot {
+                        Some(e) => e.clone(),
+                        None => {
+                            let e = delay::DelayEngine::start(&self.place)?;
+                            *slot = Some(e.clone());
+                            e
+                        }
+                    }
+                };
+                let chain = format!("{}-{}-F{index}", crate::lab::PREFIX, self.lab).to_uppercase();
+                delay::install(&self.place, &engine, &chain, &comment, 100 + index, *delay, *jitter, &sels).map(Active::Delay)
+            }
+            Effect::Bandwidth { bits_per_sec } => {
+                shape::install(&self.place, &self.shaper, &self.wiring, 0x10 + index, *bits_per_sec, &sels).map(Active::Shape)
+            }
+            Effect::Corrupt { percent } => {
+                corrupt::install(&self.place, &self.offloads, &self.wiring, *percent, &sels).map(Active::Corrupt)
+            }
+            other => Err(FaultError::Unsupported(format!("no technique for {other}"))),
+        }
+    }
+}

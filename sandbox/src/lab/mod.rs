@@ -1,0 +1,142 @@
+//! A lab: one running copy of a scenario. Its identity, where its files live, the state its
+//! supervisor publishes, and how it is started, watched and taken down.
+
+mod launch;
+mod state;
+pub mod supervisor;
+mod sweep;
+
+use std::path::{Path, PathBuf};
+
+use rand::RngExt;
+
+pub use launch::{LaunchError, Launched, Request, launch};
+pub use state::{FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
+pub use sweep::{DownReport, down, down_all};
+pub use supervisor::tail;
+
+/// Every kernel object and file of a lab carries this prefix followed by the lab id, so
+/// `down --all` finds them even when the state directory is gone.
+pub const PREFIX: &str = "sbx";
+
+/// Five lower-case letters and digits, e.g. `k3f9q`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct LabId(String);
+
+impl LabId {
+    pub fn random() -> LabId {
+        const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+        let mut rng = rand::rng();
+        let s: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        LabId(s)
+    }
+
+    pub fn parse(s: &str) -> Option<LabId> {
+        (s.len() == 5 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())).then(|| LabId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for LabId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where labs keep their files. `/run` goes away at reboot, as the namespaces do.
+pub fn state_root() -> PathBuf {
+    std::env::var_os("SANDBOX_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/sandbox"))
+}
+
+/// A lab's directory and the files in it.
+#[derive(Debug, Clone)]
+pub struct LabDir {
+    pub id: LabId,
+    pub path: PathBuf,
+}
+
+impl LabDir {
+    pub fn new(id: &LabId) -> LabDir {
+        LabDir { id: id.clone(), path: state_root().join("labs").join(id.as_str()) }
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.path.join("logs")
+    }
+    pub fn log_of(&self, instance: &str) -> PathBuf {
+        self.logs().join(format!("{instance}.log"))
+    }
+    pub fn load_stats(&self) -> PathBuf {
+        self.path.join("load.jsonl")
+    }
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.path.join("supervisor.log")
+    }
+
+    pub fn read_state(&self) -> Option<State> {
+        let text = std::fs::read_to_string(self.state_file()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Labs that have a state directory, newest first.
+pub fn list() -> Vec<State> {
+    let Ok(dir) = std::fs::read_dir(state_root().join("labs")) else { return Vec::new() };
+    let mut out: Vec<State> = dir
+        .filter_map(|e| LabId::parse(e.ok()?.file_name().to_str()?))
+        .filter_map(|id| LabDir::new(&id).read_state())
+        .collect();
+    out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error("no lab is running; start one with `sandbox run <scenario>`")]
+    NoLab,
+    #[error("no lab `{0}` is running; `sandbox status` lists the running labs")]
+    NoSuchLab(String),
+    #[error("{} labs are running ({}); name one with --lab", .0.len(), .0.join(", "))]
+    Ambiguous(Vec<String>),
+}
+
+/// The lab a command means: the one named, or the only one running.
+pub fn find(id: Option<&str>) -> Result<State, FindError> {
+    let labs = list();
+    match id {
+        Some(id) => labs.into_iter().find(|l| l.id.as_str() == id).ok_or_else(|| FindError::NoSuchLab(id.to_string())),
+        None => match labs.len() {
+            0 => Err(FindError::NoLab),
+            1 => Ok(labs.into_iter().next().expect("one lab")),
+            _ => Err(FindError::Ambiguous(labs.iter().map(|l| l.id.to_string()).collect())),
+        },
+    }
+}
+
+/// Writes `contents` so that a reader never sees half a file.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_short_and_parse_back() {
+        for _ in 0..100 {
+            let id = LabId::random();
+            assert_eq!(LabId::parse(id.as_str()), Some(id.clone()));
+        }
+        assert!(LabId::parse("ABCDE").is_none());
+        assert!(LabId::parse("abc").is_none());
+    }
+}

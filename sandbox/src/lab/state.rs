@@ -1,0 +1,87 @@
+//! What a lab's supervisor publishes about the lab, for `status`, `down` and the probes.
+
+use serde::{Deserialize, Serialize};
+
+use super::LabId;
+use crate::backend::AddressBook;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Building the network and starting services; `step` says which.
+    Starting,
+    /// Every service answered its health check and load is running.
+    Ready,
+    Stopping,
+    /// Start-up failed; `error` says why. Everything created was removed again.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: LabId,
+    pub scenario_id: String,
+    pub scenario_title: String,
+    /// The scenario file or `bundled:<id>`.
+    pub source: String,
+    pub seed: u64,
+    pub backend: String,
+    pub phase: Phase,
+    pub step: String,
+    pub error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub ready_ms: Option<u64>,
+    pub supervisor_pid: Option<u32>,
+    pub slot: u8,
+    pub book: Option<AddressBook>,
+    pub instances: Vec<InstanceState>,
+    pub faults: Vec<FaultState>,
+    /// `loadgen → gateway:8080/ at 200 req/s` style description.
+    pub workload: String,
+    pub briefing_title: String,
+    pub briefing: String,
+    pub time_limit_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceState {
+    pub name: String,
+    pub service: String,
+    pub program: String,
+    pub ip: String,
+    pub ports: Vec<u16>,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    /// `starting`, `running`, `exited (status 2)`, `stopped`.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultStatus {
+    Pending,
+    Active,
+    Ended,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultState {
+    pub id: String,
+    pub kind: String,
+    /// What and where, e.g. `12% packet loss on backend → store`.
+    pub description: String,
+    /// When it starts and ends, in milliseconds since the Unix epoch; known once the lab is
+    /// ready.
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+    pub status: FaultStatus,
+    pub error: Option<String>,
+    /// Packets the fault acted on, where the technique counts them.
+    pub packets: Option<u64>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,583 @@
+//! The supervisor: one detached process per lab (`sandbox supervise`, started by `run`). It
+//! builds the lab, keeps its services running, fires faults on schedule, publishes the lab's
+//! state, and on SIGTERM undoes everything in reverse order. It lives inside the lab's
+//! network, so its health checks and app-fault switches reach instances directly.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::process::Child;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use super::state::now_ms;
+use super::{FaultState, FaultStatus, InstanceState, LabDir, LabId, Phase, State};
+use crate::backend::Backend;
+use crate::backend::netns::NetnsBackend;
+use crate::fault::{Active, Injector};
+use crate::http;
+use crate::plan::{Instance, Plan};
+use crate::scenario::{ADMIN_PORT, LOADGEN, Program};
+
+/// Everything the supervisor needs, passed on its standard input so that nothing of the plan
+/// has to be written to disk.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Spec {
+    pub id: LabId,
+    pub slot: u8,
+    pub plan: Plan,
+    /// Directory with the compiled Go programs.
+    pub binaries: PathBuf,
+}
+
+/// How long services get to answer their first health check.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Entry point of `sandbox supervise`. Returns the process exit code.
+pub fn main(id: &LabId) -> i32 {
+    let dir = LabDir::new(id);
+    let spec: Spec = match serde_json::from_reader(std::io::stdin().lock()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("supervisor {id}: reading the lab spec from stdin: {e}");
+            return 2;
+        }
+    };
+    // SIGTERM/SIGINT wait until the runtime can handle them; until then `down` must not kill
+    // the supervisor half-way through building the network.
+    let mut mask = nix::sys::signal::SigSet::empty();
+    mask.add(nix::sys::signal::Signal::SIGTERM);
+    mask.add(nix::sys::signal::Signal::SIGINT);
+    mask.add(nix::sys::signal::Signal::SIGHUP);
+    let _ = mask.thread_block();
+
+    let Some(mut state) = dir.read_state() else {
+        eprintln!("supervisor {id}: no initial state in {}", dir.path.display());
+        return 2;
+    };
+    state.supervisor_pid = Some(std::process::id());
+    let shared = Shared::new(dir.clone(), state);
+
+    let mut instances: Vec<(String, String)> =
+        spec.plan.instances.iter().map(|i| (i.name.clone(), i.service.clone())).collect();
+    instances.push((LOADGEN.to_string(), LOADGEN.to_string()));
+    let mut backend = match NetnsBackend::new(&spec.id, spec.slot, &instances) {
+        Ok(b) => b,
+        Err(e) => return shared.fail(format!("{e}")),
+    };
+    shared.step("creating the network");
+    if let Err(e) = backend.create() {
+        return shared.fail(format!("creating the network: {e}"));
+    }
+    if let Err(e) = backend.join() {
+        let _ = backend.destroy();
+        return shared.fail(format!("{e}"));
+    }
+    shared.update(|s| {
+        s.book = Some(backend.book().clone());
+        s.instances = spec
+            .plan
+            .instances
+            .iter()
+            .map(|i| InstanceState {
+                name: i.name.clone(),
+                service: i.service.clone(),
+                program: i.program.to_string(),
+                ip: backend.book().ip_of(&i.name).map(|a| a.to_string()).unwrap_or_default(),
+                ports: vec![i.port, ADMIN_PORT],
+                pid: None,
+                restarts: 0,
+                status: "starting".into(),
+            })
+            .chain(std::iter::once(InstanceState {
+                name: LOADGEN.into(),
+                service: LOADGEN.into(),
+                program: LOADGEN.into(),
+                ip: backend.book().ip_of(LOADGEN).map(|a| a.to_string()).unwrap_or_default(),
+                ports: vec![],
+                pid: None,
+                restarts: 0,
+                status: "waiting".into(),
+            }))
+            .collect();
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = backend.destroy();
+            return shared.fail(format!("starting the runtime: {e}"));
+        }
+    };
+    let code = runtime.block_on(async {
+        let mut lab = Lab { spec: &spec, backend: &mut backend, shared: shared.clone(), children: BTreeMap::new() };
+        lab.run(mask).await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+/// The published state, shared by the supervisor's tasks.
+#[derive(Clone)]
+struct Shared {
+    dir: LabDir,
+    state: Arc<Mutex<State>>,
+}
+
+impl Shared {
+    fn new(dir: LabDir, state: State) -> Shared {
+        let s = Shared { dir, state: Arc::new(Mutex::new(state)) };
+        s.publish();
+        s
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        if let Ok(mut s) = self.state.lock() {
+            f(&mut s);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let Ok(s) = self.state.lock() else { return };
+        if let Ok(json) = serde_json::to_vec_pretty(&*s) {
+            let _ = super::write_atomic(&self.dir.state_file(), &json);
+        }
+    }
+
+    fn step(&self, step: &str) {
+        self.update(|s| s.step = step.to_string());
+    }
+
+    fn fail(&self, error: String) -> i32 {
+        eprintln!("supervisor: {error}");
+        self.update(|s| {
+            s.phase = Phase::Failed;
+            s.error = Some(error);
+        });
+        1
+    }
+}
+
+struct Lab<'a> {
+    spec: &'a Spec,
+    backend: &'a mut NetnsBackend,
+    shared: Shared,
+    children: BTreeMap<String, tokio::task::JoinHandle<()>>,
+}
+
+impl Lab<'_> {
+    async fn run(&mut self, mask: nix::sys::signal::SigSet) -> i32 {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+        else {
+            let _ = self.backend.destroy();
+            return self.shared.fail("installing signal handlers failed".into());
+        };
+        let _ = mask.thread_unblock();
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let started = tokio::select! {
+            r = self.start(stop_rx.clone()) => r,
+            _ = term.recv() => Err("stopped while starting".to_string()),
+            _ = int.recv() => Err("stopped while starting".to_string()),
+            _ = hup.recv() => Err("stopped while starting".to_string()),
+        };
+        let injector = Arc::new(self.backend.injector());
+        let active: Arc<Mutex<BTreeMap<usize, Active>>> = Arc::default();
+        match started {
+            Ok(()) => {
+                let ready = now_ms();
+                self.shared.update(|s| {
+                    s.phase = Phase::Ready;
+                    s.step = "ready".into();
+                    s.ready_ms = Some(ready);
+                    for (f, plan) in s.faults.iter_mut().zip(&self.spec.plan.faults) {
+                        let start = ready + plan.start_after.as_millis() as u64;
+                        f.start_ms = Some(start);
+                        f.end_ms = plan.duration.map(|d| start + d.as_millis() as u64);
+                    }
+                });
+                let mut tasks = Vec::new();
+                for (i, f) in self.spec.plan.faults.iter().enumerate() {
+                    tasks.push(tokio::spawn(schedule_fault(i, f.clone(), injector.clone(), active.clone(), self.shared.clone())));
+                }
+                tasks.push(tokio::spawn(count_packets(active.clone(), self.shared.clone())));
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                for t in &tasks {
+                    t.abort();
+                }
+                self.shared.update(|s| {
+                    s.phase = Phase::Stopping;
+                    s.step = "stopping".into();
+                });
+            }
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                self.stop_children().await;
+                drop(injector);
+                let _ = tokio::task::spawn_blocking({
+                    let active = active.clone();
+                    move || remove_all(&active)
+                })
+                .await;
+                let _ = self.backend.destroy();
+                return self.shared.fail(e);
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = tokio::task::spawn_blocking({
+            let active = active.clone();
+            move || remove_all(&active)
+        })
+        .await;
+        drop(injector);
+        self.stop_children().await;
+        match self.backend.destroy() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("supervisor: removing the lab: {e}");
+                1
+            }
+        }
+    }
+
+    async fn start(&mut self, stop: watch::Receiver<bool>) -> Result<(), String> {
+        let plan = &self.spec.plan;
+        self.shared.update(|s| {
+            s.faults = plan
+                .faults
+                .iter()
+                .map(|f| FaultState {
+                    id: f.id.clone(),
+                    kind: f.kind.to_string(),
+                    description: format!("{} on {}", f.effect, f.target),
+                    start_ms: None,
+                    end_ms: None,
+                    status: FaultStatus::Pending,
+                    error: None,
+                    packets: None,
+                })
+                .collect();
+        });
+        std::fs::create_dir_all(self.shared.dir.logs()).map_err(|e| format!("creating the log directory: {e}"))?;
+        self.shared.step("starting services");
+        for inst in &plan.instances {
+            let argv = service_args(inst);
+            self.spawn_supervised(&inst.name, inst.program.name(), argv, inst.env.clone(), stop.clone())?;
+        }
+        self.wait_healthy().await?;
+        let w = &plan.workload;
+        let argv = vec![
+            "-target".into(),
+            w.url.clone(),
+            "-rate".into(),
+            w.rate.to_string(),
+            "-concurrency".into(),
+            w.concurrency.to_string(),
+            "-timeout".into(),
+            format!("{}ms", w.timeout.as_millis()),
+            "-stats".into(),
+            self.shared.dir.load_stats().display().to_string(),
+        ];
+        self.spawn_supervised(LOADGEN, LOADGEN, argv, BTreeMap::new(), stop)?;
+        Ok(())
+    }
+
+    /// Starts an instance and keeps it running: when it exits it is started again, with a
+    /// growing pause, until the lab stops.
+    fn spawn_supervised(
+        &mut self,
+        name: &str,
+        program: &str,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let binary = self.spec.binaries.join(program);
+        let base = self.backend.command(name, &binary).map_err(|e| e.to_string())?;
+        let log = self.shared.dir.log_of(name);
+        let shared = self.shared.clone();
+        let name = name.to_string();
+        let spawn = move || -> Result<Child, String> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .map_err(|e| format!("opening {}: {e}", log.display()))?;
+            let err = file.try_clone().map_err(|e| e.to_string())?;
+            let mut c = std::process::Command::new(base.get_program());
+            c.args(base.get_args()).args(&argv).envs(&env).stdin(Stdio::null()).stdout(file).stderr(err);
+            tokio::process::Command::from(c).spawn().map_err(|e| format!("starting {}: {e}", binary.display()))
+        };
+        let mut child = spawn()?;
+        let pid = child.id();
+        let n = name.clone();
+        shared.update(|s| set_instance(s, &n, |i| {
+            i.pid = pid;
+            i.status = "running".into();
+        }));
+        let task = tokio::spawn(async move {
+            let mut restarts = 0u32;
+            loop {
+                let status = tokio::select! {
+                    st = child.wait() => st.ok(),
+                    _ = stop.changed() => {
+                        stop_child(&mut child).await;
+                        shared.update(|s| set_instance(s, &name, |i| { i.status = "stopped".into(); i.pid = None; }));
+                        return;
+                    }
+                };
+                let what = status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into());
+                shared.update(|s| set_instance(s, &name, |i| {
+                    i.status = format!("exited ({what}); restarting");
+                    i.pid = None;
+                }));
+                let pause = Duration::from_millis(250 * 2u64.pow(restarts.min(5)));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => return,
+                }
+                restarts += 1;
+                match spawn() {
+                    Ok(c) => {
+                        child = c;
+                        let pid = child.id();
+                        shared.update(|s| set_instance(s, &name, |i| {
+                            i.pid = pid;
+                            i.restarts = restarts;
+                            i.status = "running".into();
+                        }));
+                    }
+                    Err(e) => {
+                        shared.update(|s| set_instance(s, &name, |i| i.status = format!("cannot restart: {e}")));
+                        return;
+                    }
+                }
+            }
+        });
+        self.children.insert(n, task);
+        Ok(())
+    }
+
+    async fn stop_children(&mut self) {
+        for (_, t) in std::mem::take(&mut self.children) {
+            let _ = tokio::time::timeout(Duration::from_secs(4), t).await;
+        }
+    }
+
+    /// Waits until every service answers on its data port and its control plane.
+    async fn wait_healthy(&self) -> Result<(), String> {
+        let book = self.backend.book().clone();
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        let mut pending: Vec<&Instance> = self.spec.plan.instances.iter().collect();
+        let total = pending.len();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            let checks = pending.iter().map(|inst| {
+                let ip = book.ip_of(&inst.name).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let (program, port) = (inst.program, inst.port);
+                tokio::task::spawn_blocking(move || healthy(ip, program, port))
+            });
+            let results = futures_join(checks.collect()).await;
+            for (inst, ok) in pending.iter().zip(results) {
+                if !ok {
+                    still.push(*inst);
+                }
+            }
+            pending = still;
+            let healthy_count = total - pending.len();
+            self.shared.step(&format!("waiting for services to answer ({healthy_count}/{total} healthy)"));
+            if pending.is_empty() {
+                break;
+            }
+            if let Some(dead) = pending.iter().find(|i| self.exited(&i.name)) {
+                return Err(format!("{} exited during start-up:\n{}", dead.name, tail(&self.shared.dir.log_of(&dead.name), 15)));
+            }
+            if Instant::now() > deadline {
+                let names: Vec<&str> = pending.iter().map(|i| i.name.as_str()).collect();
+                let first = &pending[0].name;
+                return Err(format!(
+                    "no health answer within {}s from: {}\nlast lines of {first}'s log:\n{}",
+                    HEALTH_TIMEOUT.as_secs(),
+                    names.join(", "),
+                    tail(&self.shared.dir.log_of(first), 15)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        Ok(())
+    }
+
+    fn exited(&self, name: &str) -> bool {
+        self.shared.state.lock().map(|s| s.instances.iter().any(|i| i.name == name && i.status.starts_with("exited"))).unwrap_or(false)
+    }
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<bool>>) -> Vec<bool> {
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap_or(false));
+    }
+    out
+}
+
+fn set_instance(s: &mut State, name: &str, f: impl FnOnce(&mut InstanceState)) {
+    if let Some(i) = s.instances.iter_mut().find(|i| i.name == name) {
+        f(i);
+    }
+}
+
+/// SIGTERM, and SIGKILL if the process has not exited after two seconds.
+async fn stop_child(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+fn service_args(inst: &Instance) -> Vec<String> {
+    let mut argv = vec![
+        "-name".to_string(),
+        inst.name.clone(),
+        "-listen".into(),
+        format!(":{}", inst.port),
+        "-admin".into(),
+        format!(":{ADMIN_PORT}"),
+    ];
+    for u in &inst.upstreams {
+        argv.push("-upstream".into());
+        argv.push(u.clone());
+    }
+    argv.extend(inst.args.iter().cloned());
+    argv
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// One health check: the data port answers (`GET /health`, or `PING` for the store) and so
+/// does the control plane.
+fn healthy(ip: Ipv4Addr, program: Program, port: u16) -> bool {
+    let data = SocketAddr::from((ip, port));
+    let data_ok = if program.speaks_http() {
+        matches!(http::request(data, "GET", "/health", None, PROBE_TIMEOUT), Ok((200, _)))
+    } else {
+        ping_store(data)
+    };
+    data_ok && matches!(http::request(SocketAddr::from((ip, ADMIN_PORT)), "GET", "/health", None, PROBE_TIMEOUT), Ok((200, _)))
+}
+
+fn ping_store(addr: SocketAddr) -> bool {
+    use std::io::{BufRead, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) else { return false };
+    let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+    if s.write_all(b"PING\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).is_ok() && line.trim() == "PONG"
+}
+
+/// The last `n` lines of a log file, indented, for error messages.
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    if lines.is_empty() {
+        return "  (no output)".into();
+    }
+    lines[start..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+async fn schedule_fault(
+    index: usize,
+    f: crate::plan::FaultPlan,
+    injector: Arc<Injector>,
+    active: Arc<Mutex<BTreeMap<usize, Active>>>,
+    shared: Shared,
+) {
+    tokio::time::sleep(f.start_after).await;
+    let inj = injector.clone();
+    let plan = f.clone();
+    let result = tokio::task::spawn_blocking(move || inj.inject(index, &plan)).await;
+    let set = |status: FaultStatus, error: Option<String>| {
+        shared.update(|s| {
+            if let Some(fs) = s.faults.get_mut(index) {
+                fs.status = status;
+                fs.error = error;
+                if status == FaultStatus::Active {
+                    fs.start_ms = Some(now_ms());
+                }
+            }
+        })
+    };
+    match result {
+        Ok(Ok(a)) => {
+            if let Ok(mut m) = active.lock() {
+                m.insert(index, a);
+            }
+            set(FaultStatus::Active, None);
+        }
+        Ok(Err(e)) => return set(FaultStatus::Failed, Some(e.to_string())),
+        Err(e) => return set(FaultStatus::Failed, Some(e.to_string())),
+    }
+    let Some(d) = f.duration else { return };
+    tokio::time::sleep(d).await;
+    let taken = active.lock().ok().and_then(|mut m| m.remove(&index));
+    if let Some(a) = taken {
+        let r = tokio::task::spawn_blocking(move || a.remove()).await;
+        match r {
+            Ok(Ok(())) => shared.update(|s| {
+                if let Some(fs) = s.faults.get_mut(index) {
+                    fs.status = FaultStatus::Ended;
+                    fs.end_ms = Some(now_ms());
+                }
+            }),
+            Ok(Err(e)) => set(FaultStatus::Failed, Some(format!("removing: {e}"))),
+            Err(e) => set(FaultStatus::Failed, Some(format!("removing: {e}"))),
+        }
+    }
+}
+
+/// Refreshes the faults' packet counters in the published state every two seconds.
+async fn count_packets(active: Arc<Mutex<BTreeMap<usize, Active>>>, shared: Shared) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let a = active.clone();
+        let counts = tokio::task::spawn_blocking(move || {
+            a.lock().map(|m| m.iter().map(|(i, f)| (*i, f.packets())).collect::<Vec<_>>()).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        shared.update(|s| {
+            for (i, p) in counts {
+                if let Some(fs) = s.faults.get_mut(i) {
+                    fs.packets = p;
+                }
+            }
+        });
+    }
+}
+
+/// Removes every installed fault, newest first.
+fn remove_all(active: &Mutex<BTreeMap<usize, Active>>) {
+    let taken: Vec<Active> = match active.lock() {
+        Ok(mut m) => std::mem::take(&mut *m).into_values().rev().collect(),
+        Err(_) => return,
+    };
+    for a in taken {
+        if let Err(e) = a.remove() {
+            eprintln!("supervisor: removing a fault: {e}");
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! `sandbox`: bring up a small system of Go services from a scenario file, inject network and
+//! application faults on a schedule, and let a learner find them with bundled probes.
+//!
+//! Data flows one way: [`scenario`] (the file) → [`plan`] (one concrete run) → [`backend`]
+//! (the lab's network and processes, driven by [`lab`]'s supervisor) → [`fault`] (what breaks
+//! it) → [`symptoms`] (what its users feel).
+
+pub mod app;
+pub mod backend;
+pub mod doctor;
+pub mod fault;
+pub mod gobuild;
+pub mod http;
+pub mod lab;
+pub mod plan;
+pub mod report;
+pub mod scenario;
+pub mod symptoms;
+pub mod sys;
+pub mod yaml;

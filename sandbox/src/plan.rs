@@ -1,0 +1,523 @@
+//! A scenario made concrete for one run: parameters drawn from the seed, templates rendered,
+//! services expanded into instances, faults resolved to their targets and schedule. A plan
+//! names services, not addresses; the backend assigns those.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::{
+    self, ADMIN_PORT, Diagnostic, Direction, Dur, FaultKind, LOADGEN, Params, Program, Rate, Renderer,
+    Scenario, Tpl,
+};
+use crate::yaml::{Pos, Spanned};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    pub scenario: ScenarioInfo,
+    pub seed: u64,
+    pub params: Params,
+    pub instances: Vec<Instance>,
+    pub workload: Workload,
+    pub faults: Vec<FaultPlan>,
+    pub briefing: Briefing,
+    pub hints: Vec<Hint>,
+    pub expected: Vec<grader::expect::ExpectedFinding>,
+    pub pass_mark: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScenarioInfo {
+    pub id: String,
+    pub title: String,
+    pub difficulty: String,
+    pub time_limit: Option<Duration>,
+}
+
+/// One process of a service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Instance {
+    /// `<service>-<replica>`, also its host name.
+    pub name: String,
+    pub service: String,
+    pub replica: u32,
+    pub program: Program,
+    pub port: u16,
+    /// Upstream URLs by service name, e.g. `http://api:8080`.
+    pub upstreams: Vec<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Workload {
+    pub target: String,
+    pub url: String,
+    pub rate: u32,
+    pub concurrency: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultPlan {
+    pub id: String,
+    pub kind: FaultKind,
+    pub target: FaultTarget,
+    pub effect: Effect,
+    pub start_after: Duration,
+    pub duration: Option<Duration>,
+}
+
+/// A fault's target with names resolved. `loadgen` may be a link end.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultTarget {
+    Service { service: String, replica: Option<u32>, direction: Direction, port: Option<u16> },
+    Link { from: String, to: String, direction: Direction, port: Option<u16> },
+}
+
+/// What a fault does, with every parameter concrete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Effect {
+    Loss { percent: f64 },
+    Delay { delay: Duration, jitter: Duration },
+    Reset { percent: f64 },
+    Blackhole,
+    Partition,
+    SynDrop { percent: f64 },
+    Bandwidth { bits_per_sec: u64 },
+    Corrupt { percent: f64 },
+    Slow { delay: Duration, percent: f64 },
+    Hang { percent: f64 },
+    Leak,
+    CpuBurn { goroutines: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Briefing {
+    pub title: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Hint {
+    pub text: String,
+    pub cost: u32,
+}
+
+impl FaultTarget {
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            FaultTarget::Service { port, .. } | FaultTarget::Link { port, .. } => *port,
+        }
+    }
+}
+
+impl std::fmt::Display for FaultTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, dir, port) = match self {
+            FaultTarget::Service { service, replica, direction, port } => {
+                let who = match replica {
+                    Some(r) => format!("{service}-{r}"),
+                    None => service.clone(),
+                };
+                (who, *direction, port)
+            }
+            FaultTarget::Link { from, to, direction, port } => {
+                let arrow = match direction {
+                    Direction::Reverse => "←",
+                    Direction::Both => "↔",
+                    _ => "→",
+                };
+                (format!("{from} {arrow} {to}"), Direction::Both, port)
+            }
+        };
+        write!(f, "{what}")?;
+        if !matches!(dir, Direction::Both) {
+            write!(f, " ({dir})")?;
+        }
+        if let Some(p) = port {
+            write!(f, " :{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Effect::Loss { percent } => write!(f, "{percent}% packet loss"),
+            Effect::Delay { delay, jitter } if jitter.is_zero() => write!(f, "+{} delay", Dur(*delay)),
+            Effect::Delay { delay, jitter } => write!(f, "+{} ±{} delay", Dur(*delay), Dur(*jitter)),
+            Effect::Reset { percent } => write!(f, "TCP resets on {percent}% of segments"),
+            Effect::Blackhole => write!(f, "blackhole"),
+            Effect::Partition => write!(f, "partition"),
+            Effect::SynDrop { percent } => write!(f, "{percent}% of SYNs dropped"),
+            Effect::Bandwidth { bits_per_sec } => write!(f, "bandwidth {}", Rate { bits_per_sec: *bits_per_sec }),
+            Effect::Corrupt { percent } => write!(f, "{percent}% of packets corrupted"),
+            Effect::Slow { delay, percent } => write!(f, "slow handler +{} on {percent}% of requests", Dur(*delay)),
+            Effect::Hang { percent } => write!(f, "handler hangs on {percent}% of requests"),
+            Effect::Leak => write!(f, "goroutine leak"),
+            Effect::CpuBurn { goroutines } => write!(f, "CPU burn ({goroutines} goroutines)"),
+        }
+    }
+}
+
+impl Plan {
+    /// The plan for `seed`, or every problem that seed's draw runs into.
+    pub fn build(s: &Scenario, seed: u64) -> Result<Plan, Vec<Diagnostic>> {
+        let params = scenario::draw(s.params.iter().map(|(k, v)| (k, &v.value)), seed);
+        Builder::new(s, params).build(seed)
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    /// Instances of a service, or the load generator's pseudo-instance name.
+    pub fn instances_of(&self, service: &str) -> Vec<&Instance> {
+        self.instances.iter().filter(|i| i.service == service).collect()
+    }
+}
+
+/// Builds the plan for every corner of the parameter space and reports each problem once,
+/// saying which draw causes it when not all do.
+pub fn check_draws(s: &Scenario) -> Vec<Diagnostic> {
+    let combos = corner_combinations(s);
+    let total = combos.len();
+    let mut hits: BTreeMap<Diagnostic, Vec<String>> = BTreeMap::new();
+    for params in combos {
+        let label = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+        if let Err(diags) = Builder::new(s, params).build(0) {
+            for d in diags {
+                hits.entry(d).or_default().push(label.clone());
+            }
+        }
+    }
+    hits.into_iter()
+        .map(|(mut d, labels)| {
+            if labels.len() < total && !labels[0].is_empty() {
+                d.message = format!("{} (when {})", d.message, labels[0]);
+            }
+            d
+        })
+        .collect()
+}
+
+const MAX_COMBINATIONS: usize = 64;
+
+fn corner_combinations(s: &Scenario) -> Vec<Params> {
+    let corners: Vec<(String, Vec<scenario::ParamValue>)> =
+        s.params.iter().map(|(k, v)| (k.clone(), v.corners())).filter(|(_, c)| !c.is_empty()).collect();
+    let product: usize = corners.iter().map(|(_, c)| c.len()).product();
+    if product <= MAX_COMBINATIONS {
+        let mut out = vec![Params::new()];
+        for (name, values) in &corners {
+            out = out
+                .into_iter()
+                .flat_map(|p| {
+                    values.iter().map(move |v| {
+                        let mut q = p.clone();
+                        q.insert(name.clone(), v.clone());
+                        q
+                    })
+                })
+                .collect();
+        }
+        return out;
+    }
+    // Too many to try all: vary one parameter at a time around the first corner.
+    let base: Params = corners.iter().map(|(k, c)| (k.clone(), c[0].clone())).collect();
+    let mut out = vec![base.clone()];
+    for (name, values) in &corners {
+        for v in &values[1..] {
+            let mut p = base.clone();
+            p.insert(name.clone(), v.clone());
+            out.push(p);
+        }
+    }
+    out
+}
+
+struct Builder<'a> {
+    s: &'a Scenario,
+    params: Params,
+    r: Renderer,
+    errors: Vec<Diagnostic>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(s: &'a Scenario, params: Params) -> Self {
+        let r = Renderer::new(&params);
+        Builder { s, params, r, errors: Vec::new() }
+    }
+
+    fn err(&mut self, pos: Pos, path: &str, msg: impl Into<String>) {
+        self.errors.push(Diagnostic::at(pos, path, msg));
+    }
+
+    fn value<T: scenario::Scalar>(&mut self, field: &Spanned<Tpl<T>>, path: &str) -> Option<T> {
+        match self.r.value(&field.value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(field.pos, path, e);
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, t: &str, pos: Pos, path: &str) -> String {
+        self.r.text(t).unwrap_or_else(|e| {
+            self.err(pos, path, e);
+            String::new()
+        })
+    }
+
+    fn build(mut self, seed: u64) -> Result<Plan, Vec<Diagnostic>> {
+        let s = self.s;
+        let instances = self.instances();
+        let target = s.service(&s.workload.target);
+        let workload = Workload {
+            target: s.workload.target.value.clone(),
+            url: format!(
+                "http://{}:{}{}",
+                *s.workload.target,
+                target.map(port_of).unwrap_or(8080),
+                s.workload.path
+            ),
+            rate: *s.workload.rate,
+            concurrency: *s.workload.concurrency,
+            timeout: s.workload.timeout.0,
+        };
+        let faults: Vec<FaultPlan> =
+            s.faults.iter().enumerate().filter_map(|(i, f)| self.fault(i, f)).collect();
+        let briefing = Briefing {
+            title: self.text(&s.briefing.title, Pos::default(), "briefing.title"),
+            body: self.text(&s.briefing.body, Pos::default(), "briefing.body"),
+        };
+        let hints = s
+            .hints
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Hint { text: self.text(&h.text, h.cost.pos, &format!("hints[{i}].text")), cost: *h.cost })
+            .collect();
+        let expected = s
+            .expected_findings
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let raw = serde_json::to_value(e).ok()?;
+                match self.r.json(&raw).and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+                    Ok(v) => Some(v),
+                    Err(msg) => {
+                        self.err(Pos::default(), &format!("expected_findings[{i}]"), msg);
+                        None
+                    }
+                }
+            })
+            .collect();
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(Plan {
+            scenario: ScenarioInfo {
+                id: s.metadata.id.value.clone(),
+                title: s.metadata.title.clone(),
+                difficulty: s.metadata.difficulty.to_string(),
+                time_limit: s.metadata.time_limit.as_ref().map(|t| t.0),
+            },
+            seed,
+            params: self.params,
+            instances,
+            workload,
+            faults,
+            briefing,
+            hints,
+            expected,
+            pass_mark: *s.pass_mark,
+        })
+    }
+
+    fn instances(&self) -> Vec<Instance> {
+        let s = self.s;
+        let mut out = Vec::new();
+        for svc in &s.topology.services {
+            let upstreams = svc
+                .calls
+                .iter()
+                .filter_map(|c| s.service(c))
+                .map(|callee| {
+                    let scheme = if callee.program.speaks_http() { "http" } else { "tcp" };
+                    format!("{scheme}://{}:{}", *callee.name, port_of(callee))
+                })
+                .collect::<Vec<_>>();
+            for r in 0..*svc.replicas {
+                out.push(Instance {
+                    name: format!("{}-{r}", *svc.name),
+                    service: svc.name.value.clone(),
+                    replica: r,
+                    program: *svc.program,
+                    port: port_of(svc),
+                    upstreams: upstreams.clone(),
+                    args: svc.args.clone(),
+                    env: svc.env.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// A service name in a fault target: it must exist (the load generator may be a link end).
+    fn endpoint(&mut self, field: &Spanned<Tpl<String>>, path: &str, allow_loadgen: bool) -> Option<String> {
+        let name = self.value(field, path)?;
+        if (allow_loadgen && name == LOADGEN) || self.s.service(&name).is_some() {
+            return Some(name);
+        }
+        let mut known = scenario::names_of(self.s);
+        if allow_loadgen {
+            known.push_str(", ");
+            known.push_str(LOADGEN);
+        }
+        self.err(field.pos, path, format!("unknown service `{name}`; expected one of: {known}"));
+        None
+    }
+
+    fn fault(&mut self, i: usize, f: &scenario::Fault) -> Option<FaultPlan> {
+        let path = format!("faults[{i}]");
+        let t = &f.target.value;
+        let tpath = format!("{path}.target");
+        let port = match &t.port {
+            Some(p) => Some((self.value(p, &format!("{tpath}.port"))?, p.pos)),
+            None => None,
+        };
+        let direction = t.direction.as_ref().map(|d| d.value).unwrap_or(Direction::Both);
+        let target = if let Some(svc) = &t.service {
+            let service = self.endpoint(svc, &format!("{tpath}.service"), false)?;
+            let def = self.s.service(&service)?;
+            if let Some(r) = &t.replica
+                && **r >= *def.replicas
+            {
+                self.err(r.pos, &format!("{tpath}.replica"), format!("`{service}` has {} replica(s), numbered from 0", *def.replicas));
+            }
+            if let Some((p, pos)) = port
+                && p != port_of(def)
+                && p != ADMIN_PORT
+            {
+                self.err(pos, &format!("{tpath}.port"), format!("`{service}` listens on {} (and {ADMIN_PORT} for its control plane), not {p}", port_of(def)));
+            }
+            FaultTarget::Service { service, replica: t.replica.as_ref().map(|r| **r), direction, port: port.map(|p| p.0) }
+        } else {
+            let link = t.link.as_ref()?;
+            let from = self.endpoint(&link.from, &format!("{tpath}.link.from"), true);
+            let to = self.endpoint(&link.to, &format!("{tpath}.link.to"), true);
+            let (from, to) = (from?, to?);
+            if from == to {
+                self.err(link.to.pos, &format!("{tpath}.link.to"), "a link joins two different services");
+            }
+            if let Some((p, pos)) = port {
+                match self.s.service(&to) {
+                    Some(def) if p == port_of(def) || p == ADMIN_PORT => {}
+                    Some(def) => self.err(pos, &format!("{tpath}.port"), format!("`{to}` listens on {} (and {ADMIN_PORT}), not {p}; a link's port is the one `to` listens on", port_of(def))),
+                    None => self.err(pos, &format!("{tpath}.port"), format!("`{to}` listens on no port")),
+                }
+            }
+            FaultTarget::Link { from, to, direction, port: port.map(|p| p.0) }
+        };
+        let effect = self.effect(f, &path)?;
+        let start_after = match &f.start_after {
+            Some(d) => self.value(d, &format!("{path}.start_after"))?.0,
+            None => Duration::ZERO,
+        };
+        if start_after > Duration::from_secs(24 * 3600) {
+            self.err(f.start_after.as_ref().map(|d| d.pos).unwrap_or_default(), &format!("{path}.start_after"), "expected at most 24h");
+        }
+        let duration = match &f.duration {
+            Some(d) => {
+                let v = self.value(d, &format!("{path}.duration"))?.0;
+                if v.is_zero() {
+                    self.err(d.pos, &format!("{path}.duration"), "expected a duration above 0; leave it out for a fault that lasts");
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        Some(FaultPlan { id: f.id.value.clone(), kind: *f.kind, target, effect, start_after, duration })
+    }
+
+    fn effect(&mut self, f: &scenario::Fault, path: &str) -> Option<Effect> {
+        let p = &f.params;
+        let ppath = format!("{path}.params");
+        let percent = |b: &mut Self, default: Option<f64>| -> Option<f64> {
+            match &p.percent {
+                Some(field) => {
+                    let v = b.value(field, &format!("{ppath}.percent"))?;
+                    if !(0.0..=100.0).contains(&v) {
+                        b.err(field.pos, &format!("{ppath}.percent"), format!("expected a percentage from 0 to 100, found {v}"));
+                    }
+                    Some(v)
+                }
+                None => default,
+            }
+        };
+        let delay = |b: &mut Self| -> Option<Duration> {
+            let field = p.delay.as_ref()?;
+            let v = b.value(field, &format!("{ppath}.delay"))?.0;
+            if v < Duration::from_millis(1) || v > Duration::from_secs(10) {
+                b.err(field.pos, &format!("{ppath}.delay"), format!("expected a delay from 1ms to 10s, found {}", Dur(v)));
+            }
+            Some(v)
+        };
+        Some(match *f.kind {
+            FaultKind::Loss => Effect::Loss { percent: percent(self, None)? },
+            FaultKind::Corrupt => Effect::Corrupt { percent: percent(self, None)? },
+            FaultKind::Reset => Effect::Reset { percent: percent(self, Some(100.0))? },
+            FaultKind::SynDrop => Effect::SynDrop { percent: percent(self, Some(100.0))? },
+            FaultKind::Hang => Effect::Hang { percent: percent(self, Some(100.0))? },
+            FaultKind::Blackhole => Effect::Blackhole,
+            FaultKind::Partition => Effect::Partition,
+            FaultKind::Leak => Effect::Leak,
+            FaultKind::Delay => {
+                let d = delay(self)?;
+                let jitter = match &p.jitter {
+                    Some(j) => {
+                        let v = self.value(j, &format!("{ppath}.jitter"))?.0;
+                        if v > d {
+                            self.err(j.pos, &format!("{ppath}.jitter"), format!("expected jitter no larger than the delay ({})", Dur(d)));
+                        }
+                        v
+                    }
+                    None => Duration::ZERO,
+                };
+                Effect::Delay { delay: d, jitter }
+            }
+            FaultKind::Slow => Effect::Slow { delay: delay(self)?, percent: percent(self, Some(100.0))? },
+            FaultKind::Bandwidth => {
+                let field = p.rate.as_ref()?;
+                let rate = self.value(field, &format!("{ppath}.rate"))?;
+                if rate.bits_per_sec < 8_000 || rate.bits_per_sec > 10_000_000_000 {
+                    self.err(field.pos, &format!("{ppath}.rate"), format!("expected a rate from 8kbit to 10gbit, found {rate}"));
+                }
+                Effect::Bandwidth { bits_per_sec: rate.bits_per_sec }
+            }
+            FaultKind::CpuBurn => {
+                let n = match &p.goroutines {
+                    Some(g) => {
+                        let v = self.value(g, &format!("{ppath}.goroutines"))?;
+                        if v == 0 || v > 64 {
+                            self.err(g.pos, &format!("{ppath}.goroutines"), "expected 1 to 64 goroutines");
+                        }
+                        v
+                    }
+                    None => 1,
+                };
+                Effect::CpuBurn { goroutines: n }
+            }
+        })
+    }
+}
+
+fn port_of(svc: &scenario::Service) -> u16 {
+    svc.port.as_ref().map(|p| **p).unwrap_or_else(|| svc.program.default_port())
+}

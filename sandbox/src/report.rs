@@ -1,0 +1,397 @@
+//! Everything a person reads on the terminal: tables, the lab status, and error reports that
+//! quote the offending line of a scenario.
+
+use std::fmt::Write;
+
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+use crate::doctor::{Check, Status};
+use crate::lab::{FaultStatus, State};
+use crate::scenario::{Bundled, Diagnostic, Scenario};
+use crate::symptoms::{self, Second, Window};
+
+fn table<T: Tabled>(rows: impl IntoIterator<Item = T>) -> String {
+    let t = Table::new(rows).with(Style::blank()).to_string();
+    t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+}
+
+#[derive(Tabled)]
+struct ScenarioRow {
+    #[tabled(rename = "SCENARIO")]
+    id: String,
+    #[tabled(rename = "LEVEL")]
+    level: String,
+    #[tabled(rename = "FAULTS")]
+    faults: String,
+    #[tabled(rename = "TIME")]
+    time: String,
+    #[tabled(rename = "TITLE")]
+    title: String,
+}
+
+/// The bundled scenarios (`sandbox list`). In a catalog the fault types are no secret: the
+/// briefing never names them, but an instructor choosing a scenario needs to know.
+pub fn scenario_list(items: &[(Bundled, Result<Scenario, String>)]) -> String {
+    let rows = items.iter().map(|(b, s)| match s {
+        Ok(s) => {
+            let mut kinds: Vec<&str> = s.faults.iter().map(|f| f.kind.name()).collect();
+            kinds.dedup();
+            ScenarioRow {
+                id: b.id.to_string(),
+                level: s.metadata.difficulty.to_string(),
+                faults: kinds.join(", "),
+                time: s.metadata.time_limit.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                title: s.metadata.title.clone(),
+            }
+        }
+        Err(e) => ScenarioRow {
+            id: b.id.to_string(),
+            level: "-".into(),
+            faults: "-".into(),
+            time: "-".into(),
+            title: format!("invalid: {}", e.lines().next().unwrap_or("")),
+        },
+    });
+    table(rows)
+}
+
+/// `1.5s`, `320ms`, `2m05s`.
+pub fn short_duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+fn latency(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{ms:.1}ms")
+    }
+}
+
+#[derive(Tabled)]
+struct InstanceRow {
+    #[tabled(rename = "INSTANCE")]
+    name: String,
+    #[tabled(rename = "PROGRAM")]
+    program: String,
+    #[tabled(rename = "ADDRESS")]
+    ip: String,
+    #[tabled(rename = "PORTS")]
+    ports: String,
+    #[tabled(rename = "PID")]
+    pid: String,
+    #[tabled(rename = "RESTARTS")]
+    restarts: u32,
+    #[tabled(rename = "STATE")]
+    status: String,
+}
+
+#[derive(Tabled)]
+struct FaultRow {
+    #[tabled(rename = "FAULT")]
+    id: String,
+    #[tabled(rename = "WHAT")]
+    what: String,
+    #[tabled(rename = "WHEN")]
+    when: String,
+    #[tabled(rename = "STATE")]
+    status: String,
+}
+
+#[derive(Tabled)]
+struct LoadRow {
+    #[tabled(rename = "WINDOW")]
+    window: String,
+    #[tabled(rename = "REQ/S")]
+    rate: String,
+    #[tabled(rename = "ERRORS")]
+    errors: String,
+    #[tabled(rename = "P50")]
+    p50: String,
+    #[tabled(rename = "P90")]
+    p90: String,
+    #[tabled(rename = "P99")]
+    p99: String,
+    #[tabled(rename = "MAX")]
+    max: String,
+}
+
+fn load_row(name: &str, w: &Window) -> LoadRow {
+    let mut kinds = Vec::new();
+    let k = &w.err_kinds;
+    for (n, v) in [("timeout", k.timeout), ("refused", k.refused), ("reset", k.reset), ("5xx", k.http_5xx), ("other", k.other)] {
+        if v > 0 {
+            kinds.push(format!("{n} {v}"));
+        }
+    }
+    if w.skipped > 0 {
+        kinds.push(format!("skipped {}", w.skipped));
+    }
+    let errors = if kinds.is_empty() { format!("{:.1}%", w.error_pct) } else { format!("{:.1}% ({})", w.error_pct, kinds.join(", ")) };
+    LoadRow {
+        window: name.to_string(),
+        rate: format!("{:.0}", w.rate),
+        errors,
+        p50: latency(w.p50_ms),
+        p90: latency(w.p90_ms),
+        p99: latency(w.p99_ms),
+        max: latency(w.max_ms),
+    }
+}
+
+/// Symptom windows for status: the last few seconds against the time before any fault.
+pub struct Symptoms {
+    pub recent: Option<Window>,
+    pub baseline: Option<Window>,
+    /// Per-second p99 over the last minute, oldest first.
+    pub p99_trend: Vec<f64>,
+    pub error_trend: Vec<f64>,
+}
+
+pub const RECENT_SECONDS: u64 = 5;
+
+pub fn symptoms_of(state: &State, secs: &[Second], now_ms: u64) -> Symptoms {
+    let first_fault = state.faults.iter().filter_map(|f| f.start_ms).min().unwrap_or(u64::MAX);
+    let ready = state.ready_ms.unwrap_or(0);
+    let recent = symptoms::window(secs, now_ms.saturating_sub((RECENT_SECONDS + 1) * 1000), now_ms);
+    let baseline = symptoms::window(secs, ready, first_fault.min(now_ms));
+    let last: Vec<&Second> = secs.iter().filter(|s| s.ts_ms + 60_000 >= now_ms).collect();
+    Symptoms {
+        recent,
+        baseline,
+        p99_trend: last.iter().map(|s| s.p99_ms).collect(),
+        error_trend: last.iter().map(|s| s.errors as f64).collect(),
+    }
+}
+
+fn when(start: Option<u64>, end: Option<u64>, now: u64) -> String {
+    match (start, end) {
+        (None, _) => "after start-up".into(),
+        (Some(s), _) if s > now => format!("in {}", short_duration_ms(s - now)),
+        (Some(s), Some(e)) if e <= now => format!("{} ago, for {}", short_duration_ms(now - s), short_duration_ms(e - s)),
+        (Some(s), Some(e)) => format!("{} ago, ends in {}", short_duration_ms(now - s), short_duration_ms(e - now)),
+        (Some(s), None) => format!("{} ago", short_duration_ms(now - s)),
+    }
+}
+
+/// The whole `sandbox status` page for one lab.
+pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
+    let mut out = String::new();
+    let up = state.ready_ms.map(|r| short_duration_ms(now_ms.saturating_sub(r))).unwrap_or_else(|| "-".into());
+    let _ = writeln!(out, "Lab {} · {} · seed {} · {} backend · up {}", state.id, state.scenario_id, state.seed, state.backend, up);
+    let _ = writeln!(out, "{}", state.scenario_title);
+    if state.phase != crate::lab::Phase::Ready {
+        let _ = writeln!(out, "phase: {:?} — {}", state.phase, state.step);
+    }
+    let _ = writeln!(out);
+    let rows = state.instances.iter().map(|i| InstanceRow {
+        name: i.name.clone(),
+        program: i.program.clone(),
+        ip: i.ip.clone(),
+        ports: i.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        pid: i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+        restarts: i.restarts,
+        status: i.status.clone(),
+    });
+    let _ = writeln!(out, "{}", table(rows));
+    if !state.faults.is_empty() {
+        let _ = writeln!(out);
+        let rows = state.faults.iter().map(|f| FaultRow {
+            id: f.id.clone(),
+            what: f.description.clone(),
+            when: when(f.start_ms, f.end_ms, now_ms),
+            status: match (&f.status, &f.error, f.packets) {
+                (FaultStatus::Failed, Some(e), _) => format!("failed: {e}"),
+                (FaultStatus::Active, _, Some(p)) => format!("active ({p} packets)"),
+                (s, _, _) => format!("{s:?}").to_lowercase(),
+            },
+        });
+        let _ = writeln!(out, "{}", table(rows));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Symptoms: {}", state.workload);
+    let mut rows = Vec::new();
+    if let Some(w) = &sym.recent {
+        rows.push(load_row(&format!("last {RECENT_SECONDS}s"), w));
+    }
+    if let Some(w) = &sym.baseline {
+        rows.push(load_row("before faults", w));
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "  no load measured yet");
+    } else {
+        let _ = writeln!(out, "{}", table(rows));
+    }
+    if !sym.p99_trend.is_empty() {
+        let peak = sym.p99_trend.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(out, "  p99, last {}s:    {}  (peak {})", sym.p99_trend.len(), symptoms::sparkline(&sym.p99_trend), latency(peak));
+        let errs: f64 = sym.error_trend.iter().sum();
+        let _ = writeln!(out, "  errors, last {}s: {}  ({} in all)", sym.error_trend.len(), symptoms::sparkline(&sym.error_trend), errs);
+    }
+    out
+}
+
+#[derive(Tabled)]
+struct LabRow {
+    #[tabled(rename = "LAB")]
+    id: String,
+    #[tabled(rename = "SCENARIO")]
+    scenario: String,
+    #[tabled(rename = "SEED")]
+    seed: u64,
+    #[tabled(rename = "PHASE")]
+    phase: String,
+    #[tabled(rename = "UP")]
+    up: String,
+}
+
+/// One line per lab, when several run.
+pub fn lab_list(labs: &[State], now_ms: u64) -> String {
+    table(labs.iter().map(|s| LabRow {
+        id: s.id.to_string(),
+        scenario: s.scenario_id.clone(),
+        seed: s.seed,
+        phase: format!("{:?}", s.phase).to_lowercase(),
+        up: s.ready_ms.map(|r| short_duration_ms(now_ms.saturating_sub(r))).unwrap_or_else(|| "-".into()),
+    }))
+}
+
+#[derive(Tabled)]
+struct CheckRow {
+    #[tabled(rename = "CHECK")]
+    name: String,
+    #[tabled(rename = "")]
+    mark: String,
+    #[tabled(rename = "DETAIL")]
+    detail: String,
+    #[tabled(rename = "FIX")]
+    fix: String,
+}
+
+pub fn doctor(checks: &[Check]) -> String {
+    table(checks.iter().map(|c| CheckRow {
+        name: c.name.clone(),
+        mark: match c.status {
+            Status::Ok => "ok".into(),
+            Status::Warn => "warn".into(),
+            Status::Fail => "MISSING".into(),
+        },
+        detail: c.detail.clone(),
+        fix: c.fix.clone().unwrap_or_default(),
+    }))
+}
+
+/// A scenario problem as the file, line and column, the field, and the message, followed by
+/// the quoted line with the spot underlined.
+pub fn diagnostic(name: &str, text: &str, d: &Diagnostic, color: bool) -> String {
+    use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report};
+    let head = format!("{name}:{d}");
+    if text.is_empty() {
+        return format!("error: {head}\n");
+    }
+    let offset = if d.offset == 0 && d.line > 1 { line_offset(text, d.line, d.column) } else { d.offset };
+    let diag = MietteDiagnostic::new(String::new()).with_label(LabeledSpan::at(offset..offset + d.len.max(1), d.message.clone()));
+    let report = Report::new(diag).with_source_code(NamedSource::new(name, text.to_string()));
+    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let mut out = String::new();
+    if GraphicalReportHandler::new_themed(theme).render_report(&mut out, report.as_ref()).is_err() {
+        return format!("error: {head}\n");
+    }
+    // The handler's first line repeats the (empty) message; the head line above says it all.
+    let snippet: Vec<&str> = out.lines().skip_while(|l| !l.contains('╭')).collect();
+    format!("error: {head}\n{}\n", snippet.join("\n"))
+}
+
+fn line_offset(text: &str, line: u32, column: u32) -> usize {
+    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1) as usize).map(str::len).sum();
+    (start + column.saturating_sub(1) as usize).min(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{FaultState, InstanceState, LabId, Phase};
+
+    fn state() -> State {
+        State {
+            id: LabId::parse("k3f9q").unwrap(),
+            scenario_id: "packet-loss".into(),
+            scenario_title: "Checkout pages hang".into(),
+            source: "bundled:packet-loss".into(),
+            seed: 42,
+            backend: "netns".into(),
+            phase: Phase::Ready,
+            step: "ready".into(),
+            error: None,
+            created_ms: 1_000,
+            ready_ms: Some(10_000),
+            supervisor_pid: Some(100),
+            slot: 0,
+            book: None,
+            instances: vec![InstanceState {
+                name: "api-0".into(),
+                service: "api".into(),
+                program: "api".into(),
+                ip: "10.66.0.10".into(),
+                ports: vec![8080, 9090],
+                pid: Some(1234),
+                restarts: 0,
+                status: "running".into(),
+            }],
+            faults: vec![FaultState {
+                id: "lossy".into(),
+                kind: "loss".into(),
+                description: "12% packet loss on backend → store".into(),
+                start_ms: Some(40_000),
+                end_ms: None,
+                status: FaultStatus::Active,
+                error: None,
+                packets: Some(310),
+            }],
+            workload: "loadgen → http://gateway:8080/ at 200 req/s, 32 in flight at most".into(),
+            briefing_title: "t".into(),
+            briefing: "b".into(),
+            time_limit_s: None,
+        }
+    }
+
+    fn second(ts: u64, p99: f64, errors: u64) -> Second {
+        Second {
+            ts_ms: ts,
+            sent: 200,
+            ok: 200 - errors,
+            errors,
+            skipped: 0,
+            err_kinds: crate::symptoms::ErrKinds { timeout: errors, ..Default::default() },
+            p50_ms: 1.8,
+            p90_ms: 2.6,
+            p99_ms: p99,
+            max_ms: p99 * 1.5,
+            inflight: 1,
+        }
+    }
+
+    #[test]
+    fn status_page_shows_fault_and_symptom() {
+        let s = state();
+        let secs: Vec<Second> = (10..60).map(|t| second(t * 1000, if t < 40 { 4.0 } else { 420.0 }, if t < 40 { 0 } else { 2 })).collect();
+        let sym = symptoms_of(&s, &secs, 60_000);
+        insta::assert_snapshot!(status(&s, &sym, 60_000));
+    }
+
+    #[test]
+    fn diagnostics_quote_the_line() {
+        let text = "apiVersion: sandbox/v1\nkind: Scenario\nfaults:\n  - target: {service: apy}\n";
+        let d = Diagnostic { line: 4, column: 24, offset: 0, len: 3, path: "faults[0].target.service".into(), message: "unknown service `apy`; expected one of: api".into() };
+        insta::assert_snapshot!(diagnostic("x.yaml", text, &d, false));
+    }
+}

@@ -1,0 +1,37 @@
+//! The scenarios shipped inside the binary, so `sandbox run <id>` works from any directory.
+
+use include_dir::{Dir, include_dir};
+
+static SCENARIOS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../scenarios");
+
+/// A bundled scenario file; its id is the file name without `.yaml`, which equals its
+/// `metadata.id`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bundled {
+    pub id: &'static str,
+    pub text: &'static str,
+}
+
+/// Every bundled scenario, sorted by id.
+pub fn bundled() -> Vec<Bundled> {
+    let mut out: Vec<Bundled> = SCENARIOS
+        .files()
+        .filter(|f| f.path().extension().is_some_and(|e| e == "yaml"))
+        .filter_map(|f| {
+            Some(Bundled { id: f.path().file_stem()?.to_str()?, text: f.contents_utf8()? })
+        })
+        .collect();
+    out.sort_by_key(|b| b.id);
+    out
+}
+
+/// The Go test services' source tree (`scenarios/services`).
+pub fn services_source() -> &'static Dir<'static> {
+    SCENARIOS.get_dir("services").unwrap_or(&EMPTY)
+}
+
+static EMPTY: Dir<'_> = Dir::new("services", &[]);
+
+pub fn find_bundled(id: &str) -> Option<Bundled> {
+    bundled().into_iter().find(|b| b.id == id)
+}

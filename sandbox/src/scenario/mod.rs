@@ -1,0 +1,500 @@
+//! The scenario file format (v1): what a lab runs, what goes wrong in it, and what a learner
+//! is told and expected to find. Reading is strict; see `validate` for the checks that need
+//! the whole document, and `docs/scenario-format.md` for the annotated format.
+
+mod catalog;
+mod params;
+mod schema;
+mod template;
+mod validate;
+mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use catalog::{Bundled, bundled, find_bundled, services_source};
+pub use params::{ParamValue, Params, draw};
+pub use schema::json_schema;
+pub use template::Renderer;
+pub use validate::Diagnostic;
+pub(crate) use validate::names as names_of;
+pub use value::{Dur, Rate, Scalar, Tpl};
+
+use crate::yaml::{self, Pos, Spanned};
+
+pub const API_VERSION: &str = "sandbox/v1";
+pub const KIND: &str = "Scenario";
+
+/// A scenario file as written.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Always `sandbox/v1` for this version of the format.
+    #[serde(rename = "apiVersion")]
+    pub api_version: Spanned<String>,
+    /// Always `Scenario`.
+    pub kind: Spanned<String>,
+    pub metadata: Metadata,
+    /// Named values drawn from the run's seed; templates refer to them by name.
+    #[serde(default)]
+    pub params: BTreeMap<String, Spanned<ParamSpec>>,
+    pub topology: Topology,
+    pub workload: Workload,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    pub briefing: Briefing,
+    #[serde(default)]
+    pub hints: Vec<Hint>,
+    #[serde(default)]
+    pub expected_findings: Vec<grader::expect::ExpectedFinding>,
+    /// Points out of 100 needed to pass.
+    #[serde(default = "default_pass_mark")]
+    pub pass_mark: Spanned<u32>,
+    #[serde(default)]
+    pub solution: Option<Solution>,
+}
+
+fn default_pass_mark() -> Spanned<u32> {
+    Spanned::new(70, Pos::default())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Lower-case letters, digits and dashes; how `sandbox run` names the scenario.
+    pub id: Spanned<String>,
+    pub title: String,
+    pub summary: String,
+    pub difficulty: Difficulty,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// How long a learner has; shown in the briefing and enforced in certification mode.
+    #[serde(default)]
+    pub time_limit: Option<Spanned<Dur>>,
+    /// Backends the scenario is written for.
+    #[serde(default = "default_backends")]
+    pub backends: Vec<BackendKind>,
+}
+
+fn default_backends() -> Vec<BackendKind> {
+    vec![BackendKind::Netns]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Difficulty {
+    Beginner,
+    Intermediate,
+    Advanced,
+    Expert,
+}
+
+impl fmt::Display for Difficulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Difficulty::Beginner => "beginner",
+            Difficulty::Intermediate => "intermediate",
+            Difficulty::Advanced => "advanced",
+            Difficulty::Expert => "expert",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// Network namespaces on this machine (built in; needs root).
+    Netns,
+    Docker,
+    Kind,
+}
+
+/// How a parameter is drawn: one of a list, or a number in a range.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    #[serde(default)]
+    pub one_of: Option<Vec<ParamValue>>,
+    /// Inclusive bounds `[low, high]`.
+    #[serde(default)]
+    pub range: Option<[f64; 2]>,
+    /// Granularity of a range; 1 for whole-number bounds, 0.1 otherwise.
+    #[serde(default)]
+    pub step: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Lower-case letters, digits and dashes; other services reach it by this name.
+    pub name: Spanned<String>,
+    pub program: Spanned<Program>,
+    #[serde(default = "one")]
+    pub replicas: Spanned<u32>,
+    /// Data-plane port; the program's default when absent.
+    #[serde(default)]
+    pub port: Option<Spanned<u16>>,
+    /// Services this one sends requests to.
+    #[serde(default)]
+    pub calls: Vec<Spanned<String>>,
+    /// Extra command-line flags for the program, e.g. `["-timeout", "500ms"]`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(1, Pos::default())
+}
+
+/// The bundled Go programs a service can run (see docs/services.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Program {
+    Gateway,
+    Api,
+    Backend,
+    Store,
+}
+
+impl Program {
+    pub const ALL: [Program; 4] = [Program::Gateway, Program::Api, Program::Backend, Program::Store];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::Gateway => "gateway",
+            Program::Api => "api",
+            Program::Backend => "backend",
+            Program::Store => "store",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Program::Store => 7070,
+            _ => 8080,
+        }
+    }
+
+    /// HTTP services answer `GET /health` on their data port; the store answers `PING`.
+    pub fn speaks_http(self) -> bool {
+        self != Program::Store
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every service's control plane (metrics, pprof, app-fault switch) listens here.
+pub const ADMIN_PORT: u16 = 9090;
+/// The load generator is addressed by this name in fault targets.
+pub const LOADGEN: &str = "loadgen";
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// The service the load generator sends requests to.
+    pub target: Spanned<String>,
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// Requests per second, sent open-loop.
+    pub rate: Spanned<u32>,
+    /// Requests in flight at most.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: Spanned<u32>,
+    #[serde(default = "default_timeout")]
+    pub timeout: Spanned<Dur>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+fn default_concurrency() -> Spanned<u32> {
+    Spanned::new(32, Pos::default())
+}
+fn default_timeout() -> Spanned<Dur> {
+    Spanned::new(Dur(std::time::Duration::from_secs(2)), Pos::default())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Lower-case letters, digits and dashes; unique in the scenario.
+    pub id: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<FaultKind>,
+    pub target: Spanned<Target>,
+    #[serde(default)]
+    pub params: FaultParams,
+    /// When the fault starts, counted from the moment the lab is ready and load begins.
+    #[serde(default)]
+    pub start_after: Option<Spanned<Tpl<Dur>>>,
+    /// How long it lasts; until the lab goes down when absent.
+    #[serde(default)]
+    pub duration: Option<Spanned<Tpl<Dur>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Drop a percentage of packets.
+    Loss,
+    /// Hold packets back for a fixed time, with optional jitter.
+    Delay,
+    /// Answer a percentage of TCP segments with a reset.
+    Reset,
+    /// Silently drop every packet in the given direction.
+    Blackhole,
+    /// Cut a service or link off in both directions.
+    Partition,
+    /// Drop a percentage of connection attempts (TCP SYNs).
+    SynDrop,
+    /// Limit throughput.
+    Bandwidth,
+    /// Flip a payload byte in a percentage of packets; the receiver's checksum drops them.
+    Corrupt,
+    /// App-level: the service's handler sleeps before answering.
+    Slow,
+    /// App-level: the service's handler never answers.
+    Hang,
+    /// App-level: every request leaks a goroutine blocked on an upstream call without timeout.
+    Leak,
+    /// App-level: goroutines burn CPU in the service.
+    CpuBurn,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Loss => "loss",
+            FaultKind::Delay => "delay",
+            FaultKind::Reset => "reset",
+            FaultKind::Blackhole => "blackhole",
+            FaultKind::Partition => "partition",
+            FaultKind::SynDrop => "syn-drop",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::Corrupt => "corrupt",
+            FaultKind::Slow => "slow",
+            FaultKind::Hang => "hang",
+            FaultKind::Leak => "leak",
+            FaultKind::CpuBurn => "cpu-burn",
+        }
+    }
+
+    /// App-level faults are switched inside the Go service; the rest act on packets.
+    pub fn is_app(self) -> bool {
+        matches!(self, FaultKind::Slow | FaultKind::Hang | FaultKind::Leak | FaultKind::CpuBurn)
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a fault acts on: a service (all replicas, or one) or a link between two services,
+/// optionally narrowed to a direction and a port.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default)]
+    pub service: Option<Spanned<Tpl<String>>>,
+    #[serde(default)]
+    pub link: Option<LinkSpec>,
+    /// Only this replica of the service (0-based).
+    #[serde(default)]
+    pub replica: Option<Spanned<u32>>,
+    /// For a service: `ingress`, `egress` or `both`. For a link: `forward` (from → to),
+    /// `reverse` or `both`. Default `both`.
+    #[serde(default)]
+    pub direction: Option<Spanned<Direction>>,
+    /// Only connections to this server port: for a service, its own listening port; for a
+    /// link, the port `to` listens on.
+    #[serde(default)]
+    pub port: Option<Spanned<Tpl<u16>>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub from: Spanned<Tpl<String>>,
+    pub to: Spanned<Tpl<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Ingress,
+    Egress,
+    Forward,
+    Reverse,
+    Both,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+            Direction::Forward => "forward",
+            Direction::Reverse => "reverse",
+            Direction::Both => "both",
+        })
+    }
+}
+
+/// Parameters of a fault; which ones apply depends on its type (see `validate`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultParams {
+    /// Percentage (0–100) of packets, segments or requests affected.
+    #[serde(default)]
+    pub percent: Option<Spanned<Tpl<f64>>>,
+    /// Added one-way delay (`delay`), or handler sleep (`slow`).
+    #[serde(default)]
+    pub delay: Option<Spanned<Tpl<Dur>>>,
+    /// Delay varies uniformly by up to this much either way.
+    #[serde(default)]
+    pub jitter: Option<Spanned<Tpl<Dur>>>,
+    /// Bandwidth limit.
+    #[serde(default)]
+    pub rate: Option<Spanned<Tpl<Rate>>>,
+    /// Goroutines that burn CPU (`cpu-burn`).
+    #[serde(default)]
+    pub goroutines: Option<Spanned<Tpl<u32>>>,
+}
+
+/// What the learner is told: symptoms only, written like an incident report.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Briefing {
+    pub title: String,
+    /// Markdown; may use templates over the params.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hint {
+    pub text: String,
+    /// Points taken off the score when the hint is shown.
+    #[serde(default)]
+    pub cost: Spanned<u32>,
+}
+
+/// How the scenario is solved with the bundled tools, and answers that must not pass.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Solution {
+    pub steps: Vec<SolutionStep>,
+    pub findings: grader::findings::Findings,
+    /// Plausible wrong answers; each must fail.
+    #[serde(default)]
+    pub decoys: Vec<grader::findings::Findings>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SolutionStep {
+    /// The command a learner runs, e.g. `sandbox probe tcp-retrans --target backend`.
+    pub run: String,
+    /// What its output shows.
+    pub shows: String,
+}
+
+/// A scenario file read from disk or from the bundled catalog, with its text kept for error
+/// reports that quote it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Path as the user gave it, or `bundled:<id>`.
+    pub name: String,
+    pub text: String,
+}
+
+/// Why a scenario could not be used; always says where.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{name}: {source}")]
+    Read { name: String, source: std::io::Error },
+    #[error("no scenario named `{0}`: not a file, and not a bundled scenario (see `sandbox list`)")]
+    NotFound(String),
+    #[error("{}", format_diagnostics(.source_name, .diagnostics))]
+    Invalid { source_name: String, text: String, diagnostics: Vec<Diagnostic> },
+}
+
+fn format_diagnostics(name: &str, diags: &[Diagnostic]) -> String {
+    diags.iter().map(|d| format!("{name}:{d}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The largest scenario file accepted.
+const MAX_SCENARIO_BYTES: usize = 512 * 1024;
+
+impl Source {
+    /// A file path, or the id of a bundled scenario.
+    pub fn resolve(arg: &str) -> Result<Source, ScenarioError> {
+        let path = Path::new(arg);
+        if path.is_file() {
+            return Source::from_path(path);
+        }
+        match find_bundled(arg) {
+            Some(b) => Ok(Source { name: format!("bundled:{}", b.id), text: b.text.to_string() }),
+            None => Err(ScenarioError::NotFound(arg.to_string())),
+        }
+    }
+
+    pub fn from_path(path: &Path) -> Result<Source, ScenarioError> {
+        let name = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| ScenarioError::Read { name: name.clone(), source: e })?;
+        if meta.len() as usize > MAX_SCENARIO_BYTES {
+            return Err(ScenarioError::Invalid {
+                source_name: name,
+                text: String::new(),
+                diagnostics: vec![Diagnostic::at(
+                    Pos { line: 1, column: 1, offset: 0, len: 0 },
+                    "",
+                    format!("the file is {} bytes; a scenario may be at most {MAX_SCENARIO_BYTES}", meta.len()),
+                )],
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read { name: name.clone(), source: e })?;
+        Ok(Source { name, text })
+    }
+
+    /// Parses and validates; every problem found is reported, not just the first.
+    pub fn load(&self) -> Result<Scenario, ScenarioError> {
+        let invalid = |diagnostics| ScenarioError::Invalid {
+            source_name: self.name.clone(),
+            text: self.text.clone(),
+            diagnostics,
+        };
+        let scenario: Scenario = yaml::from_str(&self.text, yaml::Limits { max_bytes: MAX_SCENARIO_BYTES })
+            .map_err(|e| invalid(vec![Diagnostic::at(e.pos, &e.path, e.message)]))?;
+        let diagnostics = validate::check(&scenario);
+        if diagnostics.is_empty() { Ok(scenario) } else { Err(invalid(diagnostics)) }
+    }
+}
+
+impl Scenario {
+    pub fn id(&self) -> &str {
+        &self.metadata.id
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.topology.services.iter().find(|s| *s.name == name)
+    }
+}

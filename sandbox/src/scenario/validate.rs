@@ -1,0 +1,354 @@
+//! Checks that need the whole document: names that must exist or be unique, which parameters
+//! each fault type takes, the call graph. Values that depend on drawn parameters are checked
+//! when a plan is built for every corner of the parameter space (see `plan::check_draws`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::{Direction, FaultKind, Program, Scenario, Service, Target};
+use crate::yaml::Pos;
+
+/// One problem in a scenario, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub line: u32,
+    pub column: u32,
+    pub offset: usize,
+    pub len: usize,
+    /// Field path such as `faults[0].target.service`.
+    pub path: String,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn at(pos: Pos, path: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            line: pos.line.max(1),
+            column: pos.column.max(1),
+            offset: pos.offset,
+            len: pos.len,
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}:{}: {}", self.line, self.column, self.message)
+        } else {
+            write!(f, "{}:{}: {}: {}", self.line, self.column, self.path, self.message)
+        }
+    }
+}
+
+pub(crate) const RESERVED_NAMES: [&str; 2] = [super::LOADGEN, "lab"];
+pub(crate) const MAX_REPLICAS: u32 = 8;
+
+/// `^[a-z][a-z0-9-]*$` within `max` characters, not ending in a dash.
+pub(crate) fn is_name(s: &str, max: usize) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && s.len() <= max
+        && !s.ends_with('-')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+struct Checker {
+    out: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn err(&mut self, pos: Pos, path: impl AsRef<str>, msg: impl Into<String>) {
+        self.out.push(Diagnostic::at(pos, path.as_ref(), msg));
+    }
+}
+
+/// Every structural problem in the scenario, in file order.
+pub fn check(s: &Scenario) -> Vec<Diagnostic> {
+    let mut c = Checker { out: Vec::new() };
+    if *s.api_version != super::API_VERSION {
+        c.err(s.api_version.pos, "apiVersion", format!("expected `{}`, found `{}`", super::API_VERSION, *s.api_version));
+    }
+    if *s.kind != super::KIND {
+        c.err(s.kind.pos, "kind", format!("expected `{}`, found `{}`", super::KIND, *s.kind));
+    }
+    if !is_name(&s.metadata.id, 40) {
+        c.err(s.metadata.id.pos, "metadata.id", "expected lower-case letters, digits and dashes (at most 40), starting with a letter");
+    }
+    check_params(&mut c, s);
+    check_services(&mut c, s);
+    check_workload(&mut c, s);
+    check_faults(&mut c, s);
+    if *s.pass_mark > 100 {
+        c.err(s.pass_mark.pos, "pass_mark", "expected points out of 100, from 0 to 100");
+    }
+    for (i, h) in s.hints.iter().enumerate() {
+        if *h.cost > 100 {
+            c.err(h.cost.pos, format!("hints[{i}].cost"), "expected points from 0 to 100");
+        }
+    }
+    c.out.sort();
+    c.out.dedup();
+    c.out
+}
+
+fn check_params(c: &mut Checker, s: &Scenario) {
+    for (name, spec) in &s.params {
+        let path = format!("params.{name}");
+        let valid_name = name.chars().next().is_some_and(|ch| ch.is_ascii_lowercase() || ch == '_')
+            && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+        if !valid_name {
+            c.err(spec.pos, &path, "a parameter name is lower-case letters, digits and `_`, starting with a letter or `_`");
+        }
+        match (&spec.one_of, &spec.range) {
+            (Some(_), Some(_)) | (None, None) => {
+                c.err(spec.pos, &path, "expected exactly one of `one_of: [...]` or `range: [low, high]`")
+            }
+            (Some(list), None) => {
+                if list.is_empty() {
+                    c.err(spec.pos, format!("{path}.one_of"), "expected at least one value");
+                }
+                if spec.step.is_some() {
+                    c.err(spec.pos, format!("{path}.step"), "`step` goes with `range`, not `one_of`");
+                }
+            }
+            (None, Some([lo, hi])) => {
+                if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                    c.err(spec.pos, format!("{path}.range"), "expected `[low, high]` with low ≤ high");
+                }
+                if spec.step.is_some_and(|st| !(st.is_finite() && st > 0.0)) {
+                    c.err(spec.pos, format!("{path}.step"), "expected a step greater than 0");
+                }
+            }
+        }
+    }
+}
+
+fn check_services(c: &mut Checker, s: &Scenario) {
+    let services = &s.topology.services;
+    if services.is_empty() {
+        c.err(Pos::default(), "topology.services", "expected at least one service");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, svc) in services.iter().enumerate() {
+        let path = format!("topology.services[{i}]");
+        if !is_name(&svc.name, 20) {
+            c.err(svc.name.pos, format!("{path}.name"), "expected lower-case letters, digits and dashes (at most 20), starting with a letter");
+        } else if RESERVED_NAMES.contains(&svc.name.as_str()) {
+            c.err(svc.name.pos, format!("{path}.name"), format!("`{}` is reserved; choose another name", *svc.name));
+        } else if !seen.insert(svc.name.as_str()) {
+            c.err(svc.name.pos, format!("{path}.name"), format!("a service named `{}` is already defined", *svc.name));
+        }
+        if *svc.replicas == 0 || *svc.replicas > MAX_REPLICAS {
+            c.err(svc.replicas.pos, format!("{path}.replicas"), format!("expected 1 to {MAX_REPLICAS} replicas"));
+        }
+        if let Some(port) = &svc.port
+            && (**port == 0 || **port == super::ADMIN_PORT)
+        {
+            c.err(port.pos, format!("{path}.port"), format!("expected a port from 1 to 65535 other than {} (the control-plane port)", super::ADMIN_PORT));
+        }
+        check_calls(c, s, svc, &path);
+    }
+    if let Some((pos, cycle)) = find_cycle(services) {
+        c.err(pos, "topology.services", format!("calls form a loop: {cycle}"));
+    }
+}
+
+fn check_calls(c: &mut Checker, s: &Scenario, svc: &Service, path: &str) {
+    let program = *svc.program;
+    let mut stores = 0;
+    for (j, call) in svc.calls.iter().enumerate() {
+        let cpath = format!("{path}.calls[{j}]");
+        let Some(callee) = s.service(call) else {
+            c.err(call.pos, cpath, format!("unknown service `{}`; expected one of: {}", **call, names(s)));
+            continue;
+        };
+        if *callee.name == *svc.name {
+            c.err(call.pos, cpath, "a service cannot call itself");
+            continue;
+        }
+        let callee_program = *callee.program;
+        match program {
+            Program::Store => {
+                c.err(call.pos, cpath, "the `store` program calls no one; remove `calls`");
+            }
+            Program::Gateway | Program::Api if callee_program == Program::Store => {
+                c.err(call.pos, cpath, format!("`{program}` speaks HTTP to its upstreams; `{}` runs `store` (raw TCP). Put a `backend` in between", **call));
+            }
+            Program::Backend if callee_program != Program::Store => {
+                c.err(call.pos, cpath, format!("`backend` calls a `store`; `{}` runs `{callee_program}`", **call));
+            }
+            _ => {}
+        }
+        if callee_program == Program::Store {
+            stores += 1;
+        }
+    }
+    match program {
+        Program::Gateway if svc.calls.len() != 1 => {
+            c.err(svc.name.pos, format!("{path}.calls"), "a `gateway` forwards to exactly one upstream; expected one entry in `calls`");
+        }
+        Program::Api if svc.calls.is_empty() => {
+            c.err(svc.name.pos, format!("{path}.calls"), "an `api` fans out to its upstreams; expected at least one entry in `calls`");
+        }
+        Program::Backend if stores != 1 || svc.calls.len() != 1 => {
+            c.err(svc.name.pos, format!("{path}.calls"), "a `backend` reads from exactly one `store`; expected one entry in `calls`");
+        }
+        _ => {}
+    }
+}
+
+fn find_cycle(services: &[Service]) -> Option<(Pos, String)> {
+    let graph: BTreeMap<&str, Vec<&str>> =
+        services.iter().map(|s| (s.name.as_str(), s.calls.iter().map(|c| c.as_str()).collect())).collect();
+    fn visit<'a>(n: &'a str, g: &BTreeMap<&'a str, Vec<&'a str>>, stack: &mut Vec<&'a str>, done: &mut BTreeSet<&'a str>) -> Option<Vec<&'a str>> {
+        if let Some(i) = stack.iter().position(|s| *s == n) {
+            let mut cyc = stack[i..].to_vec();
+            cyc.push(n);
+            return Some(cyc);
+        }
+        if !done.insert(n) {
+            return None;
+        }
+        stack.push(n);
+        for next in g.get(n).into_iter().flatten() {
+            if g.contains_key(next)
+                && let Some(c) = visit(next, g, stack, done)
+            {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    for s in services {
+        if let Some(cycle) = visit(s.name.as_str(), &graph, &mut Vec::new(), &mut done) {
+            return Some((s.name.pos, cycle.join(" → ")));
+        }
+    }
+    None
+}
+
+fn check_workload(c: &mut Checker, s: &Scenario) {
+    let w = &s.workload;
+    match s.service(&w.target) {
+        None => c.err(w.target.pos, "workload.target", format!("unknown service `{}`; expected one of: {}", *w.target, names(s))),
+        Some(svc) if !svc.program.speaks_http() => {
+            c.err(w.target.pos, "workload.target", format!("the load generator speaks HTTP; `{}` runs `store`", *w.target))
+        }
+        Some(_) => {}
+    }
+    if !w.path.starts_with('/') {
+        c.err(w.target.pos, "workload.path", "expected a path starting with `/`");
+    }
+    if *w.rate == 0 || *w.rate > 10_000 {
+        c.err(w.rate.pos, "workload.rate", "expected 1 to 10000 requests per second");
+    }
+    if *w.concurrency == 0 || *w.concurrency > 4096 {
+        c.err(w.concurrency.pos, "workload.concurrency", "expected 1 to 4096 requests in flight");
+    }
+    let t = w.timeout.0;
+    if t.is_zero() || t > std::time::Duration::from_secs(60) {
+        c.err(w.timeout.pos, "workload.timeout", "expected a timeout above 0 and at most 60s");
+    }
+}
+
+/// Which parameters a fault type takes, and which of those it needs.
+pub(crate) fn params_of(kind: FaultKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        FaultKind::Loss | FaultKind::Corrupt => (&["percent"], &["percent"]),
+        FaultKind::Delay => (&["delay", "jitter"], &["delay"]),
+        FaultKind::Reset | FaultKind::SynDrop | FaultKind::Hang => (&["percent"], &[]),
+        FaultKind::Blackhole | FaultKind::Partition | FaultKind::Leak => (&[], &[]),
+        FaultKind::Bandwidth => (&["rate"], &["rate"]),
+        FaultKind::Slow => (&["delay", "percent"], &["delay"]),
+        FaultKind::CpuBurn => (&["goroutines"], &[]),
+    }
+}
+
+fn check_faults(c: &mut Checker, s: &Scenario) {
+    let mut ids = BTreeSet::new();
+    for (i, f) in s.faults.iter().enumerate() {
+        let path = format!("faults[{i}]");
+        if !is_name(&f.id, 16) {
+            c.err(f.id.pos, format!("{path}.id"), "expected lower-case letters, digits and dashes (at most 16), starting with a letter");
+        } else if !ids.insert(f.id.as_str()) {
+            c.err(f.id.pos, format!("{path}.id"), format!("a fault with id `{}` is already defined", *f.id));
+        }
+        let kind = *f.kind;
+        check_target(c, kind, &f.target, &format!("{path}.target"));
+        let (allowed, required) = params_of(kind);
+        let given: [(&str, Option<Pos>); 5] = [
+            ("percent", f.params.percent.as_ref().map(|p| p.pos)),
+            ("delay", f.params.delay.as_ref().map(|p| p.pos)),
+            ("jitter", f.params.jitter.as_ref().map(|p| p.pos)),
+            ("rate", f.params.rate.as_ref().map(|p| p.pos)),
+            ("goroutines", f.params.goroutines.as_ref().map(|p| p.pos)),
+        ];
+        let takes = if allowed.is_empty() { "no parameters".to_string() } else { allowed.join(", ") };
+        for (name, pos) in given {
+            if let Some(pos) = pos
+                && !allowed.contains(&name)
+            {
+                c.err(pos, format!("{path}.params.{name}"), format!("not a parameter of `{kind}`; it takes: {takes}"));
+            }
+        }
+        for name in required {
+            if !given.iter().any(|(n, p)| n == name && p.is_some()) {
+                c.err(f.kind.pos, format!("{path}.params.{name}"), format!("`{kind}` needs `params.{name}`"));
+            }
+        }
+    }
+}
+
+fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Target>, path: &str) {
+    let pos = t.pos;
+    match (&t.service, &t.link) {
+        (Some(_), Some(_)) | (None, None) => c.err(pos, path, "expected exactly one of `service` or `link`"),
+        (None, Some(_)) if kind.is_app() => {
+            c.err(pos, path, format!("`{kind}` is switched inside a service; expected `service`, not `link`"))
+        }
+        (None, Some(_)) if t.replica.is_some() => {
+            c.err(pos, format!("{path}.replica"), "`replica` narrows a `service` target; a link names its two ends")
+        }
+        _ => {}
+    }
+    if let Some(d) = &t.direction {
+        let dpath = format!("{path}.direction");
+        if kind == FaultKind::Partition || kind.is_app() {
+            c.err(d.pos, dpath, format!("`{kind}` has no direction; remove it"));
+        } else if t.service.is_some() && !matches!(**d, Direction::Ingress | Direction::Egress | Direction::Both) {
+            c.err(d.pos, dpath, format!("for a service, expected `ingress`, `egress` or `both`, found `{}`", **d));
+        } else if t.link.is_some() && !matches!(**d, Direction::Forward | Direction::Reverse | Direction::Both) {
+            c.err(d.pos, dpath, format!("for a link, expected `forward`, `reverse` or `both`, found `{}`", **d));
+        }
+    }
+    if let Some(p) = &t.port
+        && kind.is_app()
+    {
+        c.err(p.pos, format!("{path}.port"), format!("`{kind}` acts on a whole service; remove `port`"));
+    }
+}
+
+pub(crate) fn names(s: &Scenario) -> String {
+    s.topology.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_label_rules() {
+        assert!(is_name("api", 20));
+        assert!(is_name("store-2", 20));
+        assert!(!is_name("2store", 20));
+        assert!(!is_name("Api", 20));
+        assert!(!is_name("api-", 20));
+        assert!(!is_name("a_b", 20));
+        assert!(!is_name("abcdefghijklmnopqrstu", 20));
+    }
+}

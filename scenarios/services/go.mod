@@ -1,0 +1,3 @@
+module sandbox.test/services
+
+go 1.19
