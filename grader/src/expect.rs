@@ -44,7 +44,10 @@ pub struct Partial {
 pub enum Matcher {
     Equals(serde_json::Value),
     OneOf(Vec<serde_json::Value>),
-    Approx { value: serde_json::Value, tolerance: f64 },
+    Approx {
+        value: serde_json::Value,
+        tolerance: f64,
+    },
     Regex(String),
     /// The learner's list must hold exactly these values, in any order.
     Set(Vec<serde_json::Value>),

@@ -26,6 +26,9 @@ pub enum AppError {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     Find(#[from] FindError),
+    /// Input that was reported in detail already (several files, several problems).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -35,7 +38,7 @@ impl AppError {
     /// 1: anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Scenario(_) => 2,
+            AppError::Scenario(_) | AppError::Invalid(_) => 2,
             AppError::Missing(_) | AppError::Go(_) => 3,
             AppError::Find(_) => 4,
             AppError::Launch(_) | AppError::Failed(_) => 1,
@@ -45,8 +48,15 @@ impl AppError {
     /// The error as shown on the terminal, with quoted source lines for scenario problems.
     pub fn render(&self, color: bool) -> String {
         match self {
-            AppError::Scenario(ScenarioError::Invalid { source_name, text, diagnostics }) => {
-                let mut out: String = diagnostics.iter().map(|d| report::diagnostic(source_name, text, d, color)).collect();
+            AppError::Scenario(ScenarioError::Invalid {
+                source_name,
+                text,
+                diagnostics,
+            }) => {
+                let mut out: String = diagnostics
+                    .iter()
+                    .map(|d| report::diagnostic(source_name, text, d, color))
+                    .collect();
                 out.push_str(&format!(
                     "{} problem{} in {source_name}\n",
                     diagnostics.len(),
@@ -76,7 +86,12 @@ pub fn load(arg: &str) -> Result<(Source, scenario::Scenario), AppError> {
     let s = source.load()?;
     let diagnostics = plan::check_draws(&s);
     if !diagnostics.is_empty() {
-        return Err(ScenarioError::Invalid { source_name: source.name.clone(), text: source.text.clone(), diagnostics }.into());
+        return Err(ScenarioError::Invalid {
+            source_name: source.name.clone(),
+            text: source.text.clone(),
+            diagnostics,
+        }
+        .into());
     }
     Ok((source, s))
 }
@@ -85,7 +100,10 @@ pub fn list(json: bool) -> Result<(), AppError> {
     let items: Vec<_> = scenario::bundled()
         .into_iter()
         .map(|b| {
-            let s = Source { name: format!("bundled:{}", b.id), text: b.text.to_string() };
+            let s = Source {
+                name: format!("bundled:{}", b.id),
+                text: b.text.to_string(),
+            };
             (b, s.load().map_err(|e| e.to_string()))
         })
         .collect();
@@ -129,7 +147,10 @@ pub fn validate(args: &[String], color: bool) -> Result<(), AppError> {
         }
     }
     if failed > 0 {
-        return Err(AppError::Failed(format!("{failed} of {} scenario files are invalid", args.len())));
+        return Err(AppError::Invalid(format!(
+            "{failed} of {} scenario files are invalid",
+            args.len()
+        )));
     }
     Ok(())
 }
@@ -148,7 +169,10 @@ impl Progress {
     fn new() -> Progress {
         if std::io::stderr().is_terminal() {
             let pb = ProgressBar::new_spinner();
-            pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             pb.enable_steady_tick(Duration::from_millis(100));
             Progress(Some(pb))
         } else {
@@ -190,11 +214,22 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
     let tc = gobuild::find()?;
     progress.step(&format!("building the Go services with {}", tc.version));
     let built = gobuild::build(&tc).inspect_err(|_| progress.done())?;
-    let req = lab::Request { plan: &plan, binaries: &built.dir, source: &source.name, ready_timeout: o.ready_timeout };
-    let launched = lab::launch(&req, |step| progress.step(step)).inspect_err(|_| progress.done())?;
+    let req = lab::Request {
+        plan: &plan,
+        binaries: &built.dir,
+        source: &source.name,
+        ready_timeout: o.ready_timeout,
+    };
+    let launched =
+        lab::launch(&req, |step| progress.step(step)).inspect_err(|_| progress.done())?;
     progress.done();
     let st = &launched.state;
-    println!("Lab {} is ready ({} services, seed {seed}, started in {:.2}s).", st.id, plan.instances.len(), launched.startup.as_secs_f64());
+    println!(
+        "Lab {} is ready ({} services, seed {seed}, started in {:.2}s).",
+        st.id,
+        plan.instances.len(),
+        launched.startup.as_secs_f64()
+    );
     println!();
     println!("{}", st.briefing_title);
     println!("{}", "─".repeat(st.briefing_title.chars().count().min(78)));
@@ -279,7 +314,9 @@ pub fn status(id: Option<&str>, json: bool, watch: bool) -> Result<(), AppError>
         return Ok(());
     }
     loop {
-        let Some(state) = LabDir::new(&state.id).read_state() else { return Ok(()) };
+        let Some(state) = LabDir::new(&state.id).read_state() else {
+            return Ok(());
+        };
         print!("\x1b[2J\x1b[H{}", status_page(&state));
         let _ = std::io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
@@ -292,12 +329,25 @@ fn instances_named(state: &State, name: &str, all: bool) -> Result<Vec<String>, 
     if state.instances.iter().any(|i| i.name == name) {
         return Ok(vec![name.to_string()]);
     }
-    let of: Vec<String> = state.instances.iter().filter(|i| i.service == name).map(|i| i.name.clone()).collect();
+    let of: Vec<String> = state
+        .instances
+        .iter()
+        .filter(|i| i.service == name)
+        .map(|i| i.name.clone())
+        .collect();
     if of.is_empty() {
         let known: Vec<&str> = state.instances.iter().map(|i| i.name.as_str()).collect();
-        return Err(AppError::Failed(format!("no service or instance `{name}` in lab {}; it has: {}", state.id, known.join(", "))));
+        return Err(AppError::Failed(format!(
+            "no service or instance `{name}` in lab {}; it has: {}",
+            state.id,
+            known.join(", ")
+        )));
     }
-    Ok(if all { of } else { of.into_iter().take(1).collect() })
+    Ok(if all {
+        of
+    } else {
+        of.into_iter().take(1).collect()
+    })
 }
 
 pub fn logs(lab_id: Option<&str>, name: &str, follow: bool, lines: usize) -> Result<(), AppError> {
@@ -306,7 +356,10 @@ pub fn logs(lab_id: Option<&str>, name: &str, follow: bool, lines: usize) -> Res
     let files: Vec<(String, std::path::PathBuf)> = if name == "supervisor" {
         vec![(name.to_string(), dir.supervisor_log())]
     } else {
-        instances_named(&state, name, true)?.into_iter().map(|i| (i.clone(), dir.log_of(&i))).collect()
+        instances_named(&state, name, true)?
+            .into_iter()
+            .map(|i| (i.clone(), dir.log_of(&i)))
+            .collect()
     };
     let prefix = files.len() > 1;
     let mut offsets = Vec::new();
@@ -322,13 +375,18 @@ pub fn logs(lab_id: Option<&str>, name: &str, follow: bool, lines: usize) -> Res
         }
         offsets.push(text.len() as u64);
     }
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(Duration::from_millis(200));
         if LabDir::new(&state.id).read_state().is_none() {
             return Ok(());
         }
         for ((inst, path), off) in files.iter().zip(offsets.iter_mut()) {
-            let Ok(bytes) = std::fs::read(path) else { continue };
+            let Ok(bytes) = std::fs::read(path) else {
+                continue;
+            };
             if (bytes.len() as u64) > *off {
                 let new = String::from_utf8_lossy(&bytes[*off as usize..]).into_owned();
                 *off = bytes.len() as u64;
@@ -342,7 +400,6 @@ pub fn logs(lab_id: Option<&str>, name: &str, follow: bool, lines: usize) -> Res
             }
         }
     }
-    Ok(())
 }
 
 /// Replaces this process with a shell (or `command`) inside an instance's namespace.
@@ -350,18 +407,34 @@ pub fn shell(lab_id: Option<&str>, name: &str, command: &[String]) -> Result<(),
     require_root("shell")?;
     let state = lab::find(lab_id)?;
     let inst = instances_named(&state, name, false)?.remove(0);
-    let backend = crate::backend::netns::NetnsBackend::new(&state.id, state.slot, &[]).map_err(|e| AppError::Failed(e.to_string()))?;
+    let backend = crate::backend::netns::NetnsBackend::new(&state.id, state.slot, &[])
+        .map_err(|e| AppError::Failed(e.to_string()))?;
     use crate::backend::Backend;
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/bash".into());
     let program = command.first().cloned().unwrap_or(shell);
-    let mut c = backend.shell_command(&inst, &program).map_err(|e| AppError::Failed(e.to_string()))?;
+    let mut c = backend
+        .shell_command(&inst, &program)
+        .map_err(|e| AppError::Failed(e.to_string()))?;
     c.args(command.iter().skip(1));
-    c.env("SANDBOX_LAB", state.id.as_str()).env("SANDBOX_INSTANCE", &inst);
+    c.env("SANDBOX_LAB", state.id.as_str())
+        .env("SANDBOX_INSTANCE", &inst);
     if command.is_empty() {
-        eprintln!("Shell in {inst} of lab {} ({}); `exit` leaves it.", state.id, state.instances.iter().find(|i| i.name == inst).map(|i| i.ip.as_str()).unwrap_or(""));
+        eprintln!(
+            "Shell in {inst} of lab {} ({}); `exit` leaves it.",
+            state.id,
+            state
+                .instances
+                .iter()
+                .find(|i| i.name == inst)
+                .map(|i| i.ip.as_str())
+                .unwrap_or("")
+        );
     }
     use std::os::unix::process::CommandExt;
-    Err(AppError::Failed(format!("starting {program}: {}", c.exec())))
+    Err(AppError::Failed(format!(
+        "starting {program}: {}",
+        c.exec()
+    )))
 }
 
 pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
@@ -373,7 +446,10 @@ pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
             Some(i) => LabId::parse(i).ok_or_else(|| FindError::NoSuchLab(i.to_string()))?,
             None => lab::find(None)?.id,
         };
-        if id.is_some() && !lab::list().iter().any(|s| s.id == target) && crate::backend::netns::namespaces_of(&target).is_empty() {
+        if id.is_some()
+            && !lab::list().iter().any(|s| s.id == target)
+            && crate::backend::netns::namespaces_of(&target).is_empty()
+        {
             return Err(FindError::NoSuchLab(target.to_string()).into());
         }
         vec![lab::down(&target)]
@@ -384,17 +460,27 @@ pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
     let mut bad = 0;
     for r in &reports {
         if r.leftovers.is_empty() {
-            println!("Lab {} is down ({:.2}s); nothing of it is left.", r.id, r.took.as_secs_f64());
+            println!(
+                "Lab {} is down ({:.2}s); nothing of it is left.",
+                r.id,
+                r.took.as_secs_f64()
+            );
         } else {
             bad += 1;
-            println!("Lab {} is down ({:.2}s) but these remain:", r.id, r.took.as_secs_f64());
+            println!(
+                "Lab {} is down ({:.2}s) but these remain:",
+                r.id,
+                r.took.as_secs_f64()
+            );
             for l in &r.leftovers {
                 println!("  {l}");
             }
         }
     }
     if bad > 0 {
-        return Err(AppError::Failed(format!("{bad} lab(s) left objects behind")));
+        return Err(AppError::Failed(format!(
+            "{bad} lab(s) left objects behind"
+        )));
     }
     Ok(())
 }
@@ -402,20 +488,31 @@ pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
 pub fn doctor(json: bool) -> Result<(), AppError> {
     let checks = doctor::run();
     if json {
-        println!("{}", serde_json::to_string_pretty(&checks).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).unwrap_or_default()
+        );
     } else {
         print!("{}", report::doctor(&checks));
         println!();
     }
-    let missing = checks.iter().filter(|c| c.status == doctor::Status::Fail).count();
+    let missing = checks
+        .iter()
+        .filter(|c| c.status == doctor::Status::Fail)
+        .count();
     if missing > 0 {
-        return Err(AppError::Missing(format!("{missing} thing(s) labs need are missing; the FIX column says how to add them")));
+        return Err(AppError::Missing(format!(
+            "{missing} thing(s) labs need are missing; the FIX column says how to add them"
+        )));
     }
     Ok(())
 }
 
 pub fn schema() -> Result<(), AppError> {
-    println!("{}", serde_json::to_string_pretty(&scenario::json_schema()).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&scenario::json_schema()).unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -28,7 +28,12 @@ pub struct Check {
 }
 
 fn check(name: &str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
-    Check { name: name.into(), status, detail: detail.into(), fix: fix.map(str::to_string) }
+    Check {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+        fix: fix.map(str::to_string),
+    }
 }
 
 fn tool_version(program: &str, args: &[&str]) -> Option<String> {
@@ -43,32 +48,87 @@ pub fn run() -> Vec<Check> {
     out.push(if root {
         check("root", Status::Ok, "running as root", None)
     } else {
-        check("root", Status::Fail, "labs create network namespaces and load eBPF programs, which needs root", Some("sudo sandbox doctor"))
+        check(
+            "root",
+            Status::Fail,
+            "labs create network namespaces and load eBPF programs, which needs root",
+            Some("sudo sandbox doctor"),
+        )
     });
     let tools: [(&str, &[&str], &str, &str); 5] = [
         ("ip", &["-V"], "iproute2", "apt-get install -y iproute2"),
-        ("tc", &["-V"], "iproute2 (tc)", "apt-get install -y iproute2"),
-        ("nft", &["--version"], "nftables", "apt-get install -y nftables"),
-        ("iptables", &["--version"], "iptables (NFQUEUE for delay)", "apt-get install -y iptables"),
-        ("ethtool", &["--version"], "ethtool (checksum offload for corruption)", "apt-get install -y ethtool"),
+        (
+            "tc",
+            &["-V"],
+            "iproute2 (tc)",
+            "apt-get install -y iproute2",
+        ),
+        (
+            "nft",
+            &["--version"],
+            "nftables",
+            "apt-get install -y nftables",
+        ),
+        (
+            "iptables",
+            &["--version"],
+            "iptables (NFQUEUE for delay)",
+            "apt-get install -y iptables",
+        ),
+        (
+            "ethtool",
+            &["--version"],
+            "ethtool (checksum offload for corruption)",
+            "apt-get install -y ethtool",
+        ),
     ];
     for (program, args, what, fix) in tools {
         out.push(match tool_version(program, args) {
             Some(v) => check(what, Status::Ok, v, None),
-            None => check(what, Status::Fail, format!("`{program}` not found"), Some(fix)),
+            None => check(
+                what,
+                Status::Fail,
+                format!("`{program}` not found"),
+                Some(fix),
+            ),
         });
     }
     out.push(match crate::gobuild::find() {
-        Ok(tc) => check("Go toolchain", Status::Ok, format!("{} ({})", tc.version, tc.go.display()), None),
-        Err(e) => check("Go toolchain", Status::Fail, e.to_string(), Some("apt-get install -y golang-go")),
+        Ok(tc) => check(
+            "Go toolchain",
+            Status::Ok,
+            format!("{} ({})", tc.version, tc.go.display()),
+            None,
+        ),
+        Err(e) => check(
+            "Go toolchain",
+            Status::Fail,
+            e.to_string(),
+            Some("apt-get install -y golang-go"),
+        ),
     });
     out.push(if Path::new("/sys/kernel/btf/vmlinux").exists() {
         check("kernel BTF", Status::Ok, "/sys/kernel/btf/vmlinux", None)
     } else {
-        check("kernel BTF", Status::Warn, "no /sys/kernel/btf/vmlinux: the probes need a kernel built with BTF", None)
+        check(
+            "kernel BTF",
+            Status::Warn,
+            "no /sys/kernel/btf/vmlinux: the probes need a kernel built with BTF",
+            None,
+        )
     });
-    out.push(mount_check("bpffs", "/sys/fs/bpf", "bpf", "mount -t bpf bpf /sys/fs/bpf"));
-    out.push(mount_check("tracefs", "/sys/kernel/tracing", "tracefs", "mount -t tracefs tracefs /sys/kernel/tracing"));
+    out.push(mount_check(
+        "bpffs",
+        "/sys/fs/bpf",
+        "bpf",
+        "mount -t bpf bpf /sys/fs/bpf",
+    ));
+    out.push(mount_check(
+        "tracefs",
+        "/sys/kernel/tracing",
+        "tracefs",
+        "mount -t tracefs tracefs /sys/kernel/tracing",
+    ));
     if root {
         out.extend(kernel_checks());
     }
@@ -83,7 +143,12 @@ fn mount_check(name: &str, path: &str, fstype: &str, fix: &str) -> Check {
     }) {
         check(name, Status::Ok, format!("mounted at {path}"), None)
     } else {
-        check(name, Status::Warn, format!("not mounted at {path}; some probes need it"), Some(fix))
+        check(
+            name,
+            Status::Warn,
+            format!("not mounted at {path}; some probes need it"),
+            Some(fix),
+        )
     }
 }
 
@@ -92,7 +157,12 @@ fn kernel_checks() -> Vec<Check> {
     let ns = format!("sbx-doctor-{}", std::process::id());
     let mut out = Vec::new();
     if let Err(e) = cmd::run(Command::new("ip").args(["netns", "add", &ns])) {
-        out.push(check("network namespaces", Status::Fail, e.to_string(), None));
+        out.push(check(
+            "network namespaces",
+            Status::Fail,
+            e.to_string(),
+            None,
+        ));
         return out;
     }
     out.push(check("network namespaces", Status::Ok, "created one", None));
@@ -101,16 +171,26 @@ fn kernel_checks() -> Vec<Check> {
         c.args(args);
         cmd::run(&mut c).map_err(|e| e.to_string())
     };
-    let mut feature = |name: &str, fail: Status, fix: Option<&str>, r: Result<String, String>, ok: &str| {
-        out.push(match r {
-            Ok(_) => check(name, Status::Ok, ok, None),
-            Err(e) => check(name, fail, e, fix),
-        });
-    };
-    let veth = in_ns("ip", &["link", "add", "d0", "type", "veth", "peer", "name", "d1"])
-        .and_then(|_| in_ns("ip", &["link", "add", "dbr", "type", "bridge"]))
-        .and_then(|_| in_ns("ip", &["link", "set", "d0", "master", "dbr", "up"]));
-    feature("veth and bridge", Status::Fail, None, veth, "veth pair joined to a bridge");
+    let mut feature =
+        |name: &str, fail: Status, fix: Option<&str>, r: Result<String, String>, ok: &str| {
+            out.push(match r {
+                Ok(_) => check(name, Status::Ok, ok, None),
+                Err(e) => check(name, fail, e, fix),
+            });
+        };
+    let veth = in_ns(
+        "ip",
+        &["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+    )
+    .and_then(|_| in_ns("ip", &["link", "add", "dbr", "type", "bridge"]))
+    .and_then(|_| in_ns("ip", &["link", "set", "d0", "master", "dbr", "up"]));
+    feature(
+        "veth and bridge",
+        Status::Fail,
+        None,
+        veth,
+        "veth pair joined to a bridge",
+    );
     let brnf = std::thread::scope(|s| {
         s.spawn(|| {
             netns::enter(&ns).map_err(|e| e.to_string())?;
@@ -120,18 +200,75 @@ fn kernel_checks() -> Vec<Check> {
         .join()
         .unwrap_or_else(|_| Err("check thread panicked".into()))
     });
-    feature("br_netfilter", Status::Fail, Some("modprobe br_netfilter"), brnf, "bridged traffic reaches netfilter");
-    let nft = in_ns("nft", &["add table inet sbxdoctor; add chain inet sbxdoctor f { type filter hook forward priority -10; }; add rule inet sbxdoctor f numgen random mod 100 < 10 drop; add rule inet sbxdoctor f tcp dport 1 reject with tcp reset"]);
-    feature("nftables (loss, reset, partition)", Status::Fail, Some("apt-get install -y nftables"), nft, "numgen, reject");
-    let nfq = in_ns("iptables", &["-w", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "1", "--queue-bypass"]);
-    feature("NFQUEUE (delay)", Status::Fail, Some("modprobe nfnetlink_queue xt_NFQUEUE"), nfq, "iptables NFQUEUE target");
-    let htb = in_ns("tc", &["qdisc", "add", "dev", "d0", "root", "handle", "1:", "htb"])
-        .and_then(|_| in_ns("ip", &["link", "add", "difb", "type", "ifb"]));
-    feature("htb and ifb (bandwidth)", Status::Fail, Some("modprobe sch_htb ifb"), htb, "htb qdisc, ifb device");
-    let netem = in_ns("tc", &["qdisc", "add", "dev", "d1", "root", "netem", "delay", "1ms"]);
+    feature(
+        "br_netfilter",
+        Status::Fail,
+        Some("modprobe br_netfilter"),
+        brnf,
+        "bridged traffic reaches netfilter",
+    );
+    let nft = in_ns(
+        "nft",
+        &[
+            "add table inet sbxdoctor; add chain inet sbxdoctor f { type filter hook forward priority -10; }; add rule inet sbxdoctor f numgen random mod 100 < 10 drop; add rule inet sbxdoctor f tcp dport 1 reject with tcp reset",
+        ],
+    );
+    feature(
+        "nftables (loss, reset, partition)",
+        Status::Fail,
+        Some("apt-get install -y nftables"),
+        nft,
+        "numgen, reject",
+    );
+    let nfq = in_ns(
+        "iptables",
+        &[
+            "-w",
+            "-A",
+            "FORWARD",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            "1",
+            "--queue-bypass",
+        ],
+    );
+    feature(
+        "NFQUEUE (delay)",
+        Status::Fail,
+        Some("modprobe nfnetlink_queue xt_NFQUEUE"),
+        nfq,
+        "iptables NFQUEUE target",
+    );
+    let htb = in_ns(
+        "tc",
+        &["qdisc", "add", "dev", "d0", "root", "handle", "1:", "htb"],
+    )
+    .and_then(|_| in_ns("ip", &["link", "add", "difb", "type", "ifb"]));
+    feature(
+        "htb and ifb (bandwidth)",
+        Status::Fail,
+        Some("modprobe sch_htb ifb"),
+        htb,
+        "htb qdisc, ifb device",
+    );
+    let netem = in_ns(
+        "tc",
+        &["qdisc", "add", "dev", "d1", "root", "netem", "delay", "1ms"],
+    );
     out.push(match netem {
-        Ok(_) => check("netem", Status::Ok, "available (not needed: sandbox works without it)", None),
-        Err(_) => check("netem", Status::Ok, "not in this kernel; not needed, delay uses NFQUEUE", None),
+        Ok(_) => check(
+            "netem",
+            Status::Ok,
+            "available (not needed: sandbox works without it)",
+            None,
+        ),
+        Err(_) => check(
+            "netem",
+            Status::Ok,
+            "not in this kernel; not needed, delay uses NFQUEUE",
+            None,
+        ),
     });
     let _ = cmd::run(Command::new("ip").args(["netns", "del", &ns]));
     out

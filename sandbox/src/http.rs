@@ -8,13 +8,22 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("{addr}: {source}")]
-    Io { addr: SocketAddr, source: std::io::Error },
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{addr}: malformed response")]
     Malformed { addr: SocketAddr },
 }
 
 /// Sends one request and returns the status code and body.
-pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, timeout: Duration) -> Result<(u16, String), HttpError> {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String), HttpError> {
     let io = |source| HttpError::Io { addr, source };
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     s.set_read_timeout(Some(timeout)).map_err(io)?;
@@ -33,6 +42,9 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, t
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or(HttpError::Malformed { addr })?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

@@ -27,14 +27,18 @@ enum Cmd {
     },
     /// Check scenario files without running them: syntax, names, and every value their
     /// parameters can draw.
-    #[command(after_help = "Examples:\n  sandbox validate my-scenario.yaml\n  sandbox validate packet-loss added-latency")]
+    #[command(
+        after_help = "Examples:\n  sandbox validate my-scenario.yaml\n  sandbox validate packet-loss added-latency"
+    )]
     Validate {
         /// Scenario files, or ids of bundled scenarios.
         #[arg(required = true, value_name = "SCENARIO")]
         scenarios: Vec<String>,
     },
     /// Bring a scenario up, start load, and inject its faults on schedule.
-    #[command(after_help = "Examples:\n  sudo sandbox run packet-loss\n  sudo sandbox run ./my-scenario.yaml --seed 7 --detach")]
+    #[command(
+        after_help = "Examples:\n  sudo sandbox run packet-loss\n  sudo sandbox run ./my-scenario.yaml --seed 7 --detach"
+    )]
     Run {
         /// A scenario file, or the id of a bundled scenario (see `sandbox list`).
         scenario: String,
@@ -74,7 +78,9 @@ enum Cmd {
         lines: usize,
     },
     /// Open a shell (or run a command) inside a service's network namespace.
-    #[command(after_help = "Examples:\n  sudo sandbox shell backend\n  sudo sandbox shell gateway -- ss -tni")]
+    #[command(
+        after_help = "Examples:\n  sudo sandbox shell backend\n  sudo sandbox shell gateway -- ss -tni"
+    )]
     Shell {
         /// A service (its first replica) or an instance such as `api-1`.
         service: String,
@@ -104,9 +110,7 @@ enum Cmd {
     Schema,
     /// Print shell completions.
     #[command(after_help = "Example:\n  sandbox completions bash > /etc/bash_completion.d/sandbox")]
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// Keeps a lab running (started by `run`; not for direct use).
     #[command(hide = true)]
     Supervise {
@@ -121,17 +125,42 @@ fn main() -> ExitCode {
     let result: Result<(), AppError> = match cli.command {
         Cmd::List { json } => app::list(json),
         Cmd::Validate { scenarios } => app::validate(&scenarios, color),
-        Cmd::Run { scenario, seed, detach, timeout } => {
-            app::run(RunOptions { scenario, seed, detach, ready_timeout: timeout }, color)
-        }
+        Cmd::Run {
+            scenario,
+            seed,
+            detach,
+            timeout,
+        } => app::run(
+            RunOptions {
+                scenario,
+                seed,
+                detach,
+                ready_timeout: timeout,
+            },
+            color,
+        ),
         Cmd::Status { lab, json, watch } => app::status(lab.as_deref(), json, watch),
-        Cmd::Logs { service, lab, follow, lines } => app::logs(lab.as_deref(), &service, follow, lines),
-        Cmd::Shell { service, lab, command } => app::shell(lab.as_deref(), &service, &command),
+        Cmd::Logs {
+            service,
+            lab,
+            follow,
+            lines,
+        } => app::logs(lab.as_deref(), &service, follow, lines),
+        Cmd::Shell {
+            service,
+            lab,
+            command,
+        } => app::shell(lab.as_deref(), &service, &command),
         Cmd::Down { lab, all } => app::down(lab.as_deref(), all, color),
         Cmd::Doctor { json } => app::doctor(json),
         Cmd::Schema => app::schema(),
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "sandbox", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sandbox",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Cmd::Supervise { lab } => return ExitCode::from(app::supervise(&lab)),

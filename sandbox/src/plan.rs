@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{
-    self, ADMIN_PORT, Diagnostic, Direction, Dur, FaultKind, LOADGEN, Params, Program, Rate, Renderer,
-    Scenario, Tpl,
+    self, ADMIN_PORT, Diagnostic, Direction, Dur, FaultKind, LOADGEN, Params, Program, Rate,
+    Renderer, Scenario, Tpl,
 };
 use crate::yaml::{Pos, Spanned};
 
@@ -73,8 +73,18 @@ pub struct FaultPlan {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultTarget {
-    Service { service: String, replica: Option<u32>, direction: Direction, port: Option<u16> },
-    Link { from: String, to: String, direction: Direction, port: Option<u16> },
+    Service {
+        service: String,
+        replica: Option<u32>,
+        direction: Direction,
+        port: Option<u16>,
+    },
+    Link {
+        from: String,
+        to: String,
+        direction: Direction,
+        port: Option<u16>,
+    },
 }
 
 /// What a fault does, with every parameter concrete.
@@ -118,14 +128,24 @@ impl FaultTarget {
 impl std::fmt::Display for FaultTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (what, dir, port) = match self {
-            FaultTarget::Service { service, replica, direction, port } => {
+            FaultTarget::Service {
+                service,
+                replica,
+                direction,
+                port,
+            } => {
                 let who = match replica {
                     Some(r) => format!("{service}-{r}"),
                     None => service.clone(),
                 };
                 (who, *direction, port)
             }
-            FaultTarget::Link { from, to, direction, port } => {
+            FaultTarget::Link {
+                from,
+                to,
+                direction,
+                port,
+            } => {
                 let arrow = match direction {
                     Direction::Reverse => "←",
                     Direction::Both => "↔",
@@ -149,15 +169,27 @@ impl std::fmt::Display for Effect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Effect::Loss { percent } => write!(f, "{percent}% packet loss"),
-            Effect::Delay { delay, jitter } if jitter.is_zero() => write!(f, "+{} delay", Dur(*delay)),
-            Effect::Delay { delay, jitter } => write!(f, "+{} ±{} delay", Dur(*delay), Dur(*jitter)),
+            Effect::Delay { delay, jitter } if jitter.is_zero() => {
+                write!(f, "+{} delay", Dur(*delay))
+            }
+            Effect::Delay { delay, jitter } => {
+                write!(f, "+{} ±{} delay", Dur(*delay), Dur(*jitter))
+            }
             Effect::Reset { percent } => write!(f, "TCP resets on {percent}% of segments"),
             Effect::Blackhole => write!(f, "blackhole"),
             Effect::Partition => write!(f, "partition"),
             Effect::SynDrop { percent } => write!(f, "{percent}% of SYNs dropped"),
-            Effect::Bandwidth { bits_per_sec } => write!(f, "bandwidth {}", Rate { bits_per_sec: *bits_per_sec }),
+            Effect::Bandwidth { bits_per_sec } => write!(
+                f,
+                "bandwidth {}",
+                Rate {
+                    bits_per_sec: *bits_per_sec
+                }
+            ),
             Effect::Corrupt { percent } => write!(f, "{percent}% of packets corrupted"),
-            Effect::Slow { delay, percent } => write!(f, "slow handler +{} on {percent}% of requests", Dur(*delay)),
+            Effect::Slow { delay, percent } => {
+                write!(f, "slow handler +{} on {percent}% of requests", Dur(*delay))
+            }
             Effect::Hang { percent } => write!(f, "handler hangs on {percent}% of requests"),
             Effect::Leak => write!(f, "goroutine leak"),
             Effect::CpuBurn { goroutines } => write!(f, "CPU burn ({goroutines} goroutines)"),
@@ -178,7 +210,10 @@ impl Plan {
 
     /// Instances of a service, or the load generator's pseudo-instance name.
     pub fn instances_of(&self, service: &str) -> Vec<&Instance> {
-        self.instances.iter().filter(|i| i.service == service).collect()
+        self.instances
+            .iter()
+            .filter(|i| i.service == service)
+            .collect()
     }
 }
 
@@ -189,7 +224,11 @@ pub fn check_draws(s: &Scenario) -> Vec<Diagnostic> {
     let total = combos.len();
     let mut hits: BTreeMap<Diagnostic, Vec<String>> = BTreeMap::new();
     for params in combos {
-        let label = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+        let label = params
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         if let Err(diags) = Builder::new(s, params).build(0) {
             for d in diags {
                 hits.entry(d).or_default().push(label.clone());
@@ -209,8 +248,12 @@ pub fn check_draws(s: &Scenario) -> Vec<Diagnostic> {
 const MAX_COMBINATIONS: usize = 64;
 
 fn corner_combinations(s: &Scenario) -> Vec<Params> {
-    let corners: Vec<(String, Vec<scenario::ParamValue>)> =
-        s.params.iter().map(|(k, v)| (k.clone(), v.corners())).filter(|(_, c)| !c.is_empty()).collect();
+    let corners: Vec<(String, Vec<scenario::ParamValue>)> = s
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.corners()))
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
     let product: usize = corners.iter().map(|(_, c)| c.len()).product();
     if product <= MAX_COMBINATIONS {
         let mut out = vec![Params::new()];
@@ -229,7 +272,10 @@ fn corner_combinations(s: &Scenario) -> Vec<Params> {
         return out;
     }
     // Too many to try all: vary one parameter at a time around the first corner.
-    let base: Params = corners.iter().map(|(k, c)| (k.clone(), c[0].clone())).collect();
+    let base: Params = corners
+        .iter()
+        .map(|(k, c)| (k.clone(), c[0].clone()))
+        .collect();
     let mut out = vec![base.clone()];
     for (name, values) in &corners {
         for v in &values[1..] {
@@ -251,7 +297,12 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     fn new(s: &'a Scenario, params: Params) -> Self {
         let r = Renderer::new(&params);
-        Builder { s, params, r, errors: Vec::new() }
+        Builder {
+            s,
+            params,
+            r,
+            errors: Vec::new(),
+        }
     }
 
     fn err(&mut self, pos: Pos, path: &str, msg: impl Into<String>) {
@@ -291,8 +342,12 @@ impl<'a> Builder<'a> {
             concurrency: *s.workload.concurrency,
             timeout: s.workload.timeout.0,
         };
-        let faults: Vec<FaultPlan> =
-            s.faults.iter().enumerate().filter_map(|(i, f)| self.fault(i, f)).collect();
+        let faults: Vec<FaultPlan> = s
+            .faults
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| self.fault(i, f))
+            .collect();
         let briefing = Briefing {
             title: self.text(&s.briefing.title, Pos::default(), "briefing.title"),
             body: self.text(&s.briefing.body, Pos::default(), "briefing.body"),
@@ -301,7 +356,10 @@ impl<'a> Builder<'a> {
             .hints
             .iter()
             .enumerate()
-            .map(|(i, h)| Hint { text: self.text(&h.text, h.cost.pos, &format!("hints[{i}].text")), cost: *h.cost })
+            .map(|(i, h)| Hint {
+                text: self.text(&h.text, h.cost.pos, &format!("hints[{i}].text")),
+                cost: *h.cost,
+            })
             .collect();
         let expected = s
             .expected_findings
@@ -309,7 +367,11 @@ impl<'a> Builder<'a> {
             .enumerate()
             .filter_map(|(i, e)| {
                 let raw = serde_json::to_value(e).ok()?;
-                match self.r.json(&raw).and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+                match self
+                    .r
+                    .json(&raw)
+                    .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+                {
                     Ok(v) => Some(v),
                     Err(msg) => {
                         self.err(Pos::default(), &format!("expected_findings[{i}]"), msg);
@@ -349,7 +411,11 @@ impl<'a> Builder<'a> {
                 .iter()
                 .filter_map(|c| s.service(c))
                 .map(|callee| {
-                    let scheme = if callee.program.speaks_http() { "http" } else { "tcp" };
+                    let scheme = if callee.program.speaks_http() {
+                        "http"
+                    } else {
+                        "tcp"
+                    };
                     format!("{scheme}://{}:{}", *callee.name, port_of(callee))
                 })
                 .collect::<Vec<_>>();
@@ -370,7 +436,12 @@ impl<'a> Builder<'a> {
     }
 
     /// A service name in a fault target: it must exist (the load generator may be a link end).
-    fn endpoint(&mut self, field: &Spanned<Tpl<String>>, path: &str, allow_loadgen: bool) -> Option<String> {
+    fn endpoint(
+        &mut self,
+        field: &Spanned<Tpl<String>>,
+        path: &str,
+        allow_loadgen: bool,
+    ) -> Option<String> {
         let name = self.value(field, path)?;
         if (allow_loadgen && name == LOADGEN) || self.s.service(&name).is_some() {
             return Some(name);
@@ -380,7 +451,11 @@ impl<'a> Builder<'a> {
             known.push_str(", ");
             known.push_str(LOADGEN);
         }
-        self.err(field.pos, path, format!("unknown service `{name}`; expected one of: {known}"));
+        self.err(
+            field.pos,
+            path,
+            format!("unknown service `{name}`; expected one of: {known}"),
+        );
         None
     }
 
@@ -392,14 +467,25 @@ impl<'a> Builder<'a> {
             Some(p) => Some((self.value(p, &format!("{tpath}.port"))?, p.pos)),
             None => None,
         };
-        let direction = t.direction.as_ref().map(|d| d.value).unwrap_or(Direction::Both);
+        let direction = t
+            .direction
+            .as_ref()
+            .map(|d| d.value)
+            .unwrap_or(Direction::Both);
         let target = if let Some(svc) = &t.service {
             let service = self.endpoint(svc, &format!("{tpath}.service"), false)?;
             let def = self.s.service(&service)?;
             if let Some(r) = &t.replica
                 && **r >= *def.replicas
             {
-                self.err(r.pos, &format!("{tpath}.replica"), format!("`{service}` has {} replica(s), numbered from 0", *def.replicas));
+                self.err(
+                    r.pos,
+                    &format!("{tpath}.replica"),
+                    format!(
+                        "`{service}` has {} replica(s), numbered from 0",
+                        *def.replicas
+                    ),
+                );
             }
             if let Some((p, pos)) = port
                 && p != port_of(def)
@@ -407,14 +493,23 @@ impl<'a> Builder<'a> {
             {
                 self.err(pos, &format!("{tpath}.port"), format!("`{service}` listens on {} (and {ADMIN_PORT} for its control plane), not {p}", port_of(def)));
             }
-            FaultTarget::Service { service, replica: t.replica.as_ref().map(|r| **r), direction, port: port.map(|p| p.0) }
+            FaultTarget::Service {
+                service,
+                replica: t.replica.as_ref().map(|r| **r),
+                direction,
+                port: port.map(|p| p.0),
+            }
         } else {
             let link = t.link.as_ref()?;
             let from = self.endpoint(&link.from, &format!("{tpath}.link.from"), true);
             let to = self.endpoint(&link.to, &format!("{tpath}.link.to"), true);
             let (from, to) = (from?, to?);
             if from == to {
-                self.err(link.to.pos, &format!("{tpath}.link.to"), "a link joins two different services");
+                self.err(
+                    link.to.pos,
+                    &format!("{tpath}.link.to"),
+                    "a link joins two different services",
+                );
             }
             if let Some((p, pos)) = port {
                 match self.s.service(&to) {
@@ -423,7 +518,12 @@ impl<'a> Builder<'a> {
                     None => self.err(pos, &format!("{tpath}.port"), format!("`{to}` listens on no port")),
                 }
             }
-            FaultTarget::Link { from, to, direction, port: port.map(|p| p.0) }
+            FaultTarget::Link {
+                from,
+                to,
+                direction,
+                port: port.map(|p| p.0),
+            }
         };
         let effect = self.effect(f, &path)?;
         let start_after = match &f.start_after {
@@ -431,19 +531,47 @@ impl<'a> Builder<'a> {
             None => Duration::ZERO,
         };
         if start_after > Duration::from_secs(24 * 3600) {
-            self.err(f.start_after.as_ref().map(|d| d.pos).unwrap_or_default(), &format!("{path}.start_after"), "expected at most 24h");
+            self.err(
+                f.start_after.as_ref().map(|d| d.pos).unwrap_or_default(),
+                &format!("{path}.start_after"),
+                "expected at most 24h",
+            );
         }
         let duration = match &f.duration {
             Some(d) => {
                 let v = self.value(d, &format!("{path}.duration"))?.0;
                 if v.is_zero() {
-                    self.err(d.pos, &format!("{path}.duration"), "expected a duration above 0; leave it out for a fault that lasts");
+                    self.err(
+                        d.pos,
+                        &format!("{path}.duration"),
+                        "expected a duration above 0; leave it out for a fault that lasts",
+                    );
                 }
                 Some(v)
             }
             None => None,
         };
-        Some(FaultPlan { id: f.id.value.clone(), kind: *f.kind, target, effect, start_after, duration })
+        Some(FaultPlan {
+            id: f.id.value.clone(),
+            kind: *f.kind,
+            target,
+            effect,
+            start_after,
+            duration,
+        })
+    }
+
+    /// The services' fault switch samples requests in whole percent.
+    fn whole_percent(&mut self, f: &scenario::Fault, v: f64, ppath: &str) -> f64 {
+        if v.fract() != 0.0 {
+            let pos = f.params.percent.as_ref().map(|p| p.pos).unwrap_or_default();
+            self.err(
+                pos,
+                &format!("{ppath}.percent"),
+                format!("app-level faults take a whole percentage, found {v}"),
+            );
+        }
+        v
     }
 
     fn effect(&mut self, f: &scenario::Fault, path: &str) -> Option<Effect> {
@@ -454,7 +582,11 @@ impl<'a> Builder<'a> {
                 Some(field) => {
                     let v = b.value(field, &format!("{ppath}.percent"))?;
                     if !(0.0..=100.0).contains(&v) {
-                        b.err(field.pos, &format!("{ppath}.percent"), format!("expected a percentage from 0 to 100, found {v}"));
+                        b.err(
+                            field.pos,
+                            &format!("{ppath}.percent"),
+                            format!("expected a percentage from 0 to 100, found {v}"),
+                        );
                     }
                     Some(v)
                 }
@@ -465,16 +597,33 @@ impl<'a> Builder<'a> {
             let field = p.delay.as_ref()?;
             let v = b.value(field, &format!("{ppath}.delay"))?.0;
             if v < Duration::from_millis(1) || v > Duration::from_secs(10) {
-                b.err(field.pos, &format!("{ppath}.delay"), format!("expected a delay from 1ms to 10s, found {}", Dur(v)));
+                b.err(
+                    field.pos,
+                    &format!("{ppath}.delay"),
+                    format!("expected a delay from 1ms to 10s, found {}", Dur(v)),
+                );
             }
             Some(v)
         };
         Some(match *f.kind {
-            FaultKind::Loss => Effect::Loss { percent: percent(self, None)? },
-            FaultKind::Corrupt => Effect::Corrupt { percent: percent(self, None)? },
-            FaultKind::Reset => Effect::Reset { percent: percent(self, Some(100.0))? },
-            FaultKind::SynDrop => Effect::SynDrop { percent: percent(self, Some(100.0))? },
-            FaultKind::Hang => Effect::Hang { percent: percent(self, Some(100.0))? },
+            FaultKind::Loss => Effect::Loss {
+                percent: percent(self, None)?,
+            },
+            FaultKind::Corrupt => Effect::Corrupt {
+                percent: percent(self, None)?,
+            },
+            FaultKind::Reset => Effect::Reset {
+                percent: percent(self, Some(100.0))?,
+            },
+            FaultKind::SynDrop => Effect::SynDrop {
+                percent: percent(self, Some(100.0))?,
+            },
+            FaultKind::Hang => {
+                let p = percent(self, Some(100.0))?;
+                Effect::Hang {
+                    percent: self.whole_percent(f, p, &ppath),
+                }
+            }
             FaultKind::Blackhole => Effect::Blackhole,
             FaultKind::Partition => Effect::Partition,
             FaultKind::Leak => Effect::Leak,
@@ -484,7 +633,11 @@ impl<'a> Builder<'a> {
                     Some(j) => {
                         let v = self.value(j, &format!("{ppath}.jitter"))?.0;
                         if v > d {
-                            self.err(j.pos, &format!("{ppath}.jitter"), format!("expected jitter no larger than the delay ({})", Dur(d)));
+                            self.err(
+                                j.pos,
+                                &format!("{ppath}.jitter"),
+                                format!("expected jitter no larger than the delay ({})", Dur(d)),
+                            );
                         }
                         v
                     }
@@ -492,21 +645,38 @@ impl<'a> Builder<'a> {
                 };
                 Effect::Delay { delay: d, jitter }
             }
-            FaultKind::Slow => Effect::Slow { delay: delay(self)?, percent: percent(self, Some(100.0))? },
+            FaultKind::Slow => {
+                let d = delay(self)?;
+                let p = percent(self, Some(100.0))?;
+                Effect::Slow {
+                    delay: d,
+                    percent: self.whole_percent(f, p, &ppath),
+                }
+            }
             FaultKind::Bandwidth => {
                 let field = p.rate.as_ref()?;
                 let rate = self.value(field, &format!("{ppath}.rate"))?;
                 if rate.bits_per_sec < 8_000 || rate.bits_per_sec > 10_000_000_000 {
-                    self.err(field.pos, &format!("{ppath}.rate"), format!("expected a rate from 8kbit to 10gbit, found {rate}"));
+                    self.err(
+                        field.pos,
+                        &format!("{ppath}.rate"),
+                        format!("expected a rate from 8kbit to 10gbit, found {rate}"),
+                    );
                 }
-                Effect::Bandwidth { bits_per_sec: rate.bits_per_sec }
+                Effect::Bandwidth {
+                    bits_per_sec: rate.bits_per_sec,
+                }
             }
             FaultKind::CpuBurn => {
                 let n = match &p.goroutines {
                     Some(g) => {
                         let v = self.value(g, &format!("{ppath}.goroutines"))?;
                         if v == 0 || v > 64 {
-                            self.err(g.pos, &format!("{ppath}.goroutines"), "expected 1 to 64 goroutines");
+                            self.err(
+                                g.pos,
+                                &format!("{ppath}.goroutines"),
+                                "expected 1 to 64 goroutines",
+                            );
                         }
                         v
                     }
@@ -519,5 +689,8 @@ impl<'a> Builder<'a> {
 }
 
 fn port_of(svc: &scenario::Service) -> u16 {
-    svc.port.as_ref().map(|p| **p).unwrap_or_else(|| svc.program.default_port())
+    svc.port
+        .as_ref()
+        .map(|p| **p)
+        .unwrap_or_else(|| svc.program.default_port())
 }

@@ -41,7 +41,12 @@ pub fn scenario_list(items: &[(Bundled, Result<Scenario, String>)]) -> String {
                 id: b.id.to_string(),
                 level: s.metadata.difficulty.to_string(),
                 faults: kinds.join(", "),
-                time: s.metadata.time_limit.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                time: s
+                    .metadata
+                    .time_limit
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 title: s.metadata.title.clone(),
             }
         }
@@ -128,7 +133,13 @@ struct LoadRow {
 fn load_row(name: &str, w: &Window) -> LoadRow {
     let mut kinds = Vec::new();
     let k = &w.err_kinds;
-    for (n, v) in [("timeout", k.timeout), ("refused", k.refused), ("reset", k.reset), ("5xx", k.http_5xx), ("other", k.other)] {
+    for (n, v) in [
+        ("timeout", k.timeout),
+        ("refused", k.refused),
+        ("reset", k.reset),
+        ("5xx", k.http_5xx),
+        ("other", k.other),
+    ] {
         if v > 0 {
             kinds.push(format!("{n} {v}"));
         }
@@ -136,7 +147,11 @@ fn load_row(name: &str, w: &Window) -> LoadRow {
     if w.skipped > 0 {
         kinds.push(format!("skipped {}", w.skipped));
     }
-    let errors = if kinds.is_empty() { format!("{:.1}%", w.error_pct) } else { format!("{:.1}% ({})", w.error_pct, kinds.join(", ")) };
+    let errors = if kinds.is_empty() {
+        format!("{:.1}%", w.error_pct)
+    } else {
+        format!("{:.1}% ({})", w.error_pct, kinds.join(", "))
+    };
     LoadRow {
         window: name.to_string(),
         rate: format!("{:.0}", w.rate),
@@ -160,9 +175,18 @@ pub struct Symptoms {
 pub const RECENT_SECONDS: u64 = 5;
 
 pub fn symptoms_of(state: &State, secs: &[Second], now_ms: u64) -> Symptoms {
-    let first_fault = state.faults.iter().filter_map(|f| f.start_ms).min().unwrap_or(u64::MAX);
+    let first_fault = state
+        .faults
+        .iter()
+        .filter_map(|f| f.start_ms)
+        .min()
+        .unwrap_or(u64::MAX);
     let ready = state.ready_ms.unwrap_or(0);
-    let recent = symptoms::window(secs, now_ms.saturating_sub((RECENT_SECONDS + 1) * 1000), now_ms);
+    let recent = symptoms::window(
+        secs,
+        now_ms.saturating_sub((RECENT_SECONDS + 1) * 1000),
+        now_ms,
+    );
     let baseline = symptoms::window(secs, ready, first_fault.min(now_ms));
     let last: Vec<&Second> = secs.iter().filter(|s| s.ts_ms + 60_000 >= now_ms).collect();
     Symptoms {
@@ -177,8 +201,16 @@ fn when(start: Option<u64>, end: Option<u64>, now: u64) -> String {
     match (start, end) {
         (None, _) => "after start-up".into(),
         (Some(s), _) if s > now => format!("in {}", short_duration_ms(s - now)),
-        (Some(s), Some(e)) if e <= now => format!("{} ago, for {}", short_duration_ms(now - s), short_duration_ms(e - s)),
-        (Some(s), Some(e)) => format!("{} ago, ends in {}", short_duration_ms(now - s), short_duration_ms(e - now)),
+        (Some(s), Some(e)) if e <= now => format!(
+            "{} ago, for {}",
+            short_duration_ms(now - s),
+            short_duration_ms(e - s)
+        ),
+        (Some(s), Some(e)) => format!(
+            "{} ago, ends in {}",
+            short_duration_ms(now - s),
+            short_duration_ms(e - now)
+        ),
         (Some(s), None) => format!("{} ago", short_duration_ms(now - s)),
     }
 }
@@ -186,8 +218,15 @@ fn when(start: Option<u64>, end: Option<u64>, now: u64) -> String {
 /// The whole `sandbox status` page for one lab.
 pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
     let mut out = String::new();
-    let up = state.ready_ms.map(|r| short_duration_ms(now_ms.saturating_sub(r))).unwrap_or_else(|| "-".into());
-    let _ = writeln!(out, "Lab {} · {} · seed {} · {} backend · up {}", state.id, state.scenario_id, state.seed, state.backend, up);
+    let up = state
+        .ready_ms
+        .map(|r| short_duration_ms(now_ms.saturating_sub(r)))
+        .unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "Lab {} · {} · seed {} · {} backend · up {}",
+        state.id, state.scenario_id, state.seed, state.backend, up
+    );
     let _ = writeln!(out, "{}", state.scenario_title);
     if state.phase != crate::lab::Phase::Ready {
         let _ = writeln!(out, "phase: {:?} — {}", state.phase, state.step);
@@ -197,7 +236,12 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
         name: i.name.clone(),
         program: i.program.clone(),
         ip: i.ip.clone(),
-        ports: i.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        ports: i
+            .ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         pid: i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
         restarts: i.restarts,
         status: i.status.clone(),
@@ -233,9 +277,21 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
     }
     if !sym.p99_trend.is_empty() {
         let peak = sym.p99_trend.iter().copied().fold(0.0, f64::max);
-        let _ = writeln!(out, "  p99, last {}s:    {}  (peak {})", sym.p99_trend.len(), symptoms::sparkline(&sym.p99_trend), latency(peak));
+        let _ = writeln!(
+            out,
+            "  p99, last {}s:    {}  (peak {})",
+            sym.p99_trend.len(),
+            symptoms::sparkline(&sym.p99_trend),
+            latency(peak)
+        );
         let errs: f64 = sym.error_trend.iter().sum();
-        let _ = writeln!(out, "  errors, last {}s: {}  ({} in all)", sym.error_trend.len(), symptoms::sparkline(&sym.error_trend), errs);
+        let _ = writeln!(
+            out,
+            "  errors, last {}s: {}  ({} in all)",
+            sym.error_trend.len(),
+            symptoms::sparkline(&sym.error_trend),
+            errs
+        );
     }
     out
 }
@@ -256,12 +312,17 @@ struct LabRow {
 
 /// One line per lab, when several run.
 pub fn lab_list(labs: &[State], now_ms: u64) -> String {
-    table(labs.iter().map(|s| LabRow {
-        id: s.id.to_string(),
-        scenario: s.scenario_id.clone(),
-        seed: s.seed,
-        phase: format!("{:?}", s.phase).to_lowercase(),
-        up: s.ready_ms.map(|r| short_duration_ms(now_ms.saturating_sub(r))).unwrap_or_else(|| "-".into()),
+    table(labs.iter().map(|s| {
+        LabRow {
+            id: s.id.to_string(),
+            scenario: s.scenario_id.clone(),
+            seed: s.seed,
+            phase: format!("{:?}", s.phase).to_lowercase(),
+            up: s
+                .ready_ms
+                .map(|r| short_duration_ms(now_ms.saturating_sub(r)))
+                .unwrap_or_else(|| "-".into()),
+        }
     }))
 }
 
@@ -293,17 +354,33 @@ pub fn doctor(checks: &[Check]) -> String {
 /// A scenario problem as the file, line and column, the field, and the message, followed by
 /// the quoted line with the spot underlined.
 pub fn diagnostic(name: &str, text: &str, d: &Diagnostic, color: bool) -> String {
-    use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report};
+    use miette::{
+        GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report,
+    };
     let head = format!("{name}:{d}");
     if text.is_empty() {
         return format!("error: {head}\n");
     }
-    let offset = if d.offset == 0 && d.line > 1 { line_offset(text, d.line, d.column) } else { d.offset };
-    let diag = MietteDiagnostic::new(String::new()).with_label(LabeledSpan::at(offset..offset + d.len.max(1), d.message.clone()));
+    let offset = if d.offset == 0 && d.line > 1 {
+        line_offset(text, d.line, d.column)
+    } else {
+        d.offset
+    };
+    let diag = MietteDiagnostic::new(String::new()).with_label(LabeledSpan::at(
+        offset..offset + d.len.max(1),
+        d.message.clone(),
+    ));
     let report = Report::new(diag).with_source_code(NamedSource::new(name, text.to_string()));
-    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     let mut out = String::new();
-    if GraphicalReportHandler::new_themed(theme).render_report(&mut out, report.as_ref()).is_err() {
+    if GraphicalReportHandler::new_themed(theme)
+        .render_report(&mut out, report.as_ref())
+        .is_err()
+    {
         return format!("error: {head}\n");
     }
     // The handler's first line repeats the (empty) message; the head line above says it all.
@@ -312,7 +389,11 @@ pub fn diagnostic(name: &str, text: &str, d: &Diagnostic, color: bool) -> String
 }
 
 fn line_offset(text: &str, line: u32, column: u32) -> usize {
-    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1) as usize).map(str::len).sum();
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
     (start + column.saturating_sub(1) as usize).min(text.len())
 }
 
@@ -371,7 +452,10 @@ mod tests {
             ok: 200 - errors,
             errors,
             skipped: 0,
-            err_kinds: crate::symptoms::ErrKinds { timeout: errors, ..Default::default() },
+            err_kinds: crate::symptoms::ErrKinds {
+                timeout: errors,
+                ..Default::default()
+            },
             p50_ms: 1.8,
             p90_ms: 2.6,
             p99_ms: p99,
@@ -383,7 +467,15 @@ mod tests {
     #[test]
     fn status_page_shows_fault_and_symptom() {
         let s = state();
-        let secs: Vec<Second> = (10..60).map(|t| second(t * 1000, if t < 40 { 4.0 } else { 420.0 }, if t < 40 { 0 } else { 2 })).collect();
+        let secs: Vec<Second> = (10..60)
+            .map(|t| {
+                second(
+                    t * 1000,
+                    if t < 40 { 4.0 } else { 420.0 },
+                    if t < 40 { 0 } else { 2 },
+                )
+            })
+            .collect();
         let sym = symptoms_of(&s, &secs, 60_000);
         insta::assert_snapshot!(status(&s, &sym, 60_000));
     }
@@ -391,7 +483,14 @@ mod tests {
     #[test]
     fn diagnostics_quote_the_line() {
         let text = "apiVersion: sandbox/v1\nkind: Scenario\nfaults:\n  - target: {service: apy}\n";
-        let d = Diagnostic { line: 4, column: 24, offset: 0, len: 3, path: "faults[0].target.service".into(), message: "unknown service `apy`; expected one of: api".into() };
+        let d = Diagnostic {
+            line: 4,
+            column: 24,
+            offset: 0,
+            len: 3,
+            path: "faults[0].target.service".into(),
+            message: "unknown service `apy`; expected one of: api".into(),
+        };
         insta::assert_snapshot!(diagnostic("x.yaml", text, &d, false));
     }
 }

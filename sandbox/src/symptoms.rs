@@ -32,8 +32,12 @@ pub struct Second {
 
 /// The records in `path`; lines that do not parse (a record being written) are skipped.
 pub fn read(path: &Path) -> Vec<Second> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Load over a span of seconds.
@@ -54,7 +58,10 @@ pub struct Window {
 
 /// Summarises the records whose time falls in `[from_ms, to_ms)`.
 pub fn window(secs: &[Second], from_ms: u64, to_ms: u64) -> Option<Window> {
-    let sel: Vec<&Second> = secs.iter().filter(|s| s.ts_ms >= from_ms && s.ts_ms < to_ms).collect();
+    let sel: Vec<&Second> = secs
+        .iter()
+        .filter(|s| s.ts_ms >= from_ms && s.ts_ms < to_ms)
+        .collect();
     if sel.is_empty() {
         return None;
     }
@@ -64,7 +71,10 @@ pub fn window(secs: &[Second], from_ms: u64, to_ms: u64) -> Option<Window> {
         if done == 0 {
             return 0.0;
         }
-        sel.iter().map(|s| f(s) * (s.ok + s.errors) as f64).sum::<f64>() / done as f64
+        sel.iter()
+            .map(|s| f(s) * (s.ok + s.errors) as f64)
+            .sum::<f64>()
+            / done as f64
     };
     let mut kinds = ErrKinds::default();
     for s in &sel {
@@ -77,7 +87,11 @@ pub fn window(secs: &[Second], from_ms: u64, to_ms: u64) -> Option<Window> {
     Some(Window {
         seconds: sel.len(),
         rate: sel.iter().map(|s| s.sent).sum::<u64>() as f64 / sel.len() as f64,
-        error_pct: if done == 0 { 0.0 } else { 100.0 * errors as f64 / done as f64 },
+        error_pct: if done == 0 {
+            0.0
+        } else {
+            100.0 * errors as f64 / done as f64
+        },
         skipped: sel.iter().map(|s| s.skipped).sum(),
         err_kinds: kinds,
         p50_ms: weighted(|s| s.p50_ms),
@@ -93,7 +107,13 @@ pub fn sparkline(values: &[f64]) -> String {
     let max = values.iter().copied().fold(0.0, f64::max);
     values
         .iter()
-        .map(|v| if max <= 0.0 { BARS[0] } else { BARS[((v / max) * 7.0).round().clamp(0.0, 7.0) as usize] })
+        .map(|v| {
+            if max <= 0.0 {
+                BARS[0]
+            } else {
+                BARS[((v / max) * 7.0).round().clamp(0.0, 7.0) as usize]
+            }
+        })
         .collect()
 }
 
@@ -108,7 +128,10 @@ mod tests {
             ok,
             errors,
             skipped: 0,
-            err_kinds: ErrKinds { timeout: errors, ..Default::default() },
+            err_kinds: ErrKinds {
+                timeout: errors,
+                ..Default::default()
+            },
             p50_ms: 1.0,
             p90_ms: 2.0,
             p99_ms: p99,
@@ -119,7 +142,11 @@ mod tests {
 
     #[test]
     fn window_weights_by_completed_requests() {
-        let s = vec![sec(1000, 100, 0, 4.0), sec(2000, 90, 10, 404.0), sec(3000, 100, 0, 4.0)];
+        let s = vec![
+            sec(1000, 100, 0, 4.0),
+            sec(2000, 90, 10, 404.0),
+            sec(3000, 100, 0, 4.0),
+        ];
         let w = window(&s, 2000, 3000).unwrap();
         assert_eq!(w.seconds, 1);
         assert_eq!(w.error_pct, 10.0);

@@ -116,7 +116,12 @@ pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, Ya
     if text.len() > limits.max_bytes {
         return Err(YamlError {
             path: String::new(),
-            pos: Pos { line: 1, column: 1, offset: 0, len: 0 },
+            pos: Pos {
+                line: 1,
+                column: 1,
+                offset: 0,
+                len: 0,
+            },
             message: format!(
                 "the file is {} bytes; at most {} are accepted",
                 text.len(),
@@ -143,9 +148,18 @@ pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, Ya
                     len: span.byte_len().unwrap_or(0) as usize,
                 }
             }
-            None => Pos { line: 1, column: 1, offset: 0, len: 0 },
+            None => Pos {
+                line: 1,
+                column: 1,
+                offset: 0,
+                len: 0,
+            },
         };
-        YamlError { path: clean_path(&path.borrow()), message: clean_message(&e.to_string(), pos), pos }
+        YamlError {
+            path: clean_path(&path.borrow()),
+            message: clean_message(&e.to_string(), pos),
+            pos,
+        }
     })
 }
 
@@ -170,7 +184,10 @@ fn clean_message(raw: &str, pos: Pos) -> String {
     let words = [
         ("invalid u8", "expected a whole number from 0 to 255"),
         ("invalid u16", "expected a whole number from 0 to 65535"),
-        ("invalid u32", "expected a whole number from 0 to 4294967295"),
+        (
+            "invalid u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
         ("invalid u64", "expected a whole number, 0 or more"),
         ("invalid i64", "expected a whole number"),
         ("invalid floating point", "expected a number"),
@@ -217,8 +234,11 @@ mod tests {
 
     #[test]
     fn unknown_field_names_path_and_position() {
-        let e = from_str::<Doc>("name: web\nitems:\n  - percent: 1\n    pct: 2\n", Limits::default())
-            .unwrap_err();
+        let e = from_str::<Doc>(
+            "name: web\nitems:\n  - percent: 1\n    pct: 2\n",
+            Limits::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.path, "items[0].pct");
         assert_eq!((e.pos.line, e.pos.column), (4, 5));
         assert!(e.message.contains("unknown field `pct`"), "{}", e.message);
@@ -229,7 +249,8 @@ mod tests {
         let e = from_str::<Doc>("name: web\nport: 70000\n", Limits::default()).unwrap_err();
         assert_eq!(e.path, "port");
         assert_eq!(e.message, "expected a whole number from 0 to 65535");
-        let e = from_str::<Doc>("name: web\nitems:\n  - percent: ten\n", Limits::default()).unwrap_err();
+        let e = from_str::<Doc>("name: web\nitems:\n  - percent: ten\n", Limits::default())
+            .unwrap_err();
         assert_eq!(e.path, "items[0].percent");
         assert_eq!(e.message, "expected a number");
     }

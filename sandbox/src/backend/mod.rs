@@ -16,7 +16,10 @@ pub enum BackendError {
     #[error(transparent)]
     Cmd(#[from] CmdError),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Missing(String),
     #[error(transparent)]
@@ -39,7 +42,11 @@ impl AddressBook {
     }
 
     pub fn ips_of_service(&self, service: &str) -> Vec<Ipv4Addr> {
-        self.instances.values().filter(|(s, _)| s == service).map(|(_, ip)| *ip).collect()
+        self.instances
+            .values()
+            .filter(|(s, _)| s == service)
+            .map(|(_, ip)| *ip)
+            .collect()
     }
 
     /// `/etc/hosts` for instances: each service name lists all its replicas' addresses (clients
@@ -76,10 +83,18 @@ pub trait Backend: Send {
     fn join(&self) -> Result<(), BackendError>;
 
     /// A command that runs `program` as `instance`, inside its host.
-    fn command(&self, instance: &str, program: &Path) -> Result<std::process::Command, BackendError>;
+    fn command(
+        &self,
+        instance: &str,
+        program: &Path,
+    ) -> Result<std::process::Command, BackendError>;
 
     /// A command that runs `program` inside the lab's network, as `sandbox shell` does.
-    fn shell_command(&self, instance: &str, program: &str) -> Result<std::process::Command, BackendError>;
+    fn shell_command(
+        &self,
+        instance: &str,
+        program: &str,
+    ) -> Result<std::process::Command, BackendError>;
 
     /// Installs and removes the lab's packet and app faults.
     fn injector(&self) -> Injector;
@@ -95,10 +110,24 @@ mod tests {
     #[test]
     fn hosts_file_lists_service_names_and_replicas() {
         let mut instances = BTreeMap::new();
-        instances.insert("api-0".to_string(), ("api".to_string(), Ipv4Addr::new(10, 66, 0, 10)));
-        instances.insert("api-1".to_string(), ("api".to_string(), Ipv4Addr::new(10, 66, 0, 11)));
-        instances.insert("loadgen".to_string(), ("loadgen".to_string(), Ipv4Addr::new(10, 66, 0, 9)));
-        let book = AddressBook { subnet: Ipv4Addr::new(10, 66, 0, 0), prefix: 24, control: Ipv4Addr::new(10, 66, 0, 1), instances };
+        instances.insert(
+            "api-0".to_string(),
+            ("api".to_string(), Ipv4Addr::new(10, 66, 0, 10)),
+        );
+        instances.insert(
+            "api-1".to_string(),
+            ("api".to_string(), Ipv4Addr::new(10, 66, 0, 11)),
+        );
+        instances.insert(
+            "loadgen".to_string(),
+            ("loadgen".to_string(), Ipv4Addr::new(10, 66, 0, 9)),
+        );
+        let book = AddressBook {
+            subnet: Ipv4Addr::new(10, 66, 0, 0),
+            prefix: 24,
+            control: Ipv4Addr::new(10, 66, 0, 1),
+            instances,
+        };
         let hosts = book.hosts_file();
         assert!(hosts.contains("10.66.0.10\tapi api-0\n"));
         assert!(hosts.contains("10.66.0.11\tapi api-1\n"));

@@ -63,9 +63,15 @@ pub struct NetnsBackend {
 impl NetnsBackend {
     /// A backend for lab `id` in subnet slot `slot`, with these instances (service names
     /// given per instance).
-    pub fn new(id: &LabId, slot: u8, instances: &[(String, String)]) -> Result<NetnsBackend, BackendError> {
+    pub fn new(
+        id: &LabId,
+        slot: u8,
+        instances: &[(String, String)],
+    ) -> Result<NetnsBackend, BackendError> {
         if instances.len() > MAX_INSTANCES {
-            return Err(BackendError::Missing(format!("a lab holds at most {MAX_INSTANCES} instances")));
+            return Err(BackendError::Missing(format!(
+                "a lab holds at most {MAX_INSTANCES} instances"
+            )));
         }
         let net = subnet(slot);
         let mut book = AddressBook {
@@ -76,17 +82,32 @@ impl NetnsBackend {
         };
         let mut order = Vec::new();
         for (i, (name, service)) in instances.iter().enumerate() {
-            book.instances.insert(name.clone(), (service.clone(), Ipv4Addr::new(10, 66, slot, FIRST_HOST + i as u8)));
+            book.instances.insert(
+                name.clone(),
+                (
+                    service.clone(),
+                    Ipv4Addr::new(10, 66, slot, FIRST_HOST + i as u8),
+                ),
+            );
             order.push(name.clone());
         }
-        Ok(NetnsBackend { id: id.clone(), book, order, created: false })
+        Ok(NetnsBackend {
+            id: id.clone(),
+            book,
+            order,
+            created: false,
+        })
     }
 
     fn build(&self) -> Result<(), BackendError> {
         let lab = lab_ns(&self.id);
         let br = bridge(&self.id);
         let mut adds = vec![format!("netns add {lab}")];
-        adds.extend(self.order.iter().map(|n| format!("netns add {}", instance_ns(&self.id, n))));
+        adds.extend(
+            self.order
+                .iter()
+                .map(|n| format!("netns add {}", instance_ns(&self.id, n))),
+        );
         cmd::ip_batch(None, &adds)?;
 
         let mut lab_cmds = vec![
@@ -107,10 +128,16 @@ impl NetnsBackend {
         set_bridge_netfilter(&lab)?;
 
         let hosts = self.book.hosts_file();
-        let resolv = format!("nameserver {}\noptions timeout:1 attempts:1\n", self.book.control);
+        let resolv = format!(
+            "nameserver {}\noptions timeout:1 attempts:1\n",
+            self.book.control
+        );
         for name in &self.order {
             let ns = instance_ns(&self.id, name);
-            let ip = self.book.ip_of(name).ok_or_else(|| BackendError::Missing(format!("no address for {name}")))?;
+            let ip = self
+                .book
+                .ip_of(name)
+                .ok_or_else(|| BackendError::Missing(format!("no address for {name}")))?;
             cmd::ip_batch(
                 Some(&ns),
                 &[
@@ -127,7 +154,8 @@ impl NetnsBackend {
             };
             std::fs::create_dir_all(&dir).map_err(io("creating"))?;
             std::fs::write(dir.join("hosts"), &hosts).map_err(io("writing hosts in"))?;
-            std::fs::write(dir.join("resolv.conf"), &resolv).map_err(io("writing resolv.conf in"))?;
+            std::fs::write(dir.join("resolv.conf"), &resolv)
+                .map_err(io("writing resolv.conf in"))?;
         }
         Ok(())
     }
@@ -136,7 +164,14 @@ impl NetnsBackend {
         let mut w = Wiring::default();
         for (i, name) in self.order.iter().enumerate() {
             if let Some(ip) = self.book.ip_of(name) {
-                w.by_ip.insert(ip, Wire { netns: instance_ns(&self.id, name), veth: veth(&self.id, i), ifb: ifb(&self.id, i) });
+                w.by_ip.insert(
+                    ip,
+                    Wire {
+                        netns: instance_ns(&self.id, name),
+                        veth: veth(&self.id, i),
+                        ifb: ifb(&self.id, i),
+                    },
+                );
             }
         }
         w
@@ -178,19 +213,34 @@ impl Backend for NetnsBackend {
 
     fn join(&self) -> Result<(), BackendError> {
         let lab = lab_ns(&self.id);
-        netns::enter(&lab).map_err(|source| BackendError::Io { what: format!("entering {lab}"), source })
+        netns::enter(&lab).map_err(|source| BackendError::Io {
+            what: format!("entering {lab}"),
+            source,
+        })
     }
 
-    fn command(&self, instance: &str, program: &Path) -> Result<std::process::Command, BackendError> {
+    fn command(
+        &self,
+        instance: &str,
+        program: &Path,
+    ) -> Result<std::process::Command, BackendError> {
         let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &instance_ns(&self.id, instance)]).arg(program);
+        c.args(["netns", "exec", &instance_ns(&self.id, instance)])
+            .arg(program);
         Ok(c)
     }
 
-    fn shell_command(&self, instance: &str, program: &str) -> Result<std::process::Command, BackendError> {
+    fn shell_command(
+        &self,
+        instance: &str,
+        program: &str,
+    ) -> Result<std::process::Command, BackendError> {
         let ns = instance_ns(&self.id, instance);
         if !netns::exists(&ns) {
-            return Err(BackendError::Missing(format!("no instance `{instance}` in lab {}", self.id)));
+            return Err(BackendError::Missing(format!(
+                "no instance `{instance}` in lab {}",
+                self.id
+            )));
         }
         let mut c = std::process::Command::new("ip");
         c.args(["netns", "exec", &ns, program]);
@@ -198,7 +248,12 @@ impl Backend for NetnsBackend {
     }
 
     fn injector(&self) -> Injector {
-        Injector::new(Place::new(&lab_ns(&self.id)), self.id.as_str(), self.book.clone(), self.wiring())
+        Injector::new(
+            Place::new(&lab_ns(&self.id)),
+            self.id.as_str(),
+            self.book.clone(),
+            self.wiring(),
+        )
     }
 
     fn destroy(&mut self) -> Result<(), BackendError> {
@@ -215,7 +270,10 @@ impl Backend for NetnsBackend {
 pub fn namespaces_of(id: &LabId) -> Vec<String> {
     let lab = lab_ns(id);
     let prefix = format!("{lab}-");
-    let mut out: Vec<String> = netns::list().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    let mut out: Vec<String> = netns::list()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
     if netns::exists(&lab) {
         out.push(lab);
     }
@@ -267,7 +325,11 @@ pub fn remove_lab(id: &LabId) -> Result<(), BackendError> {
 fn stop_processes(spaces: &[String], grace: Duration) {
     let me = std::process::id() as i32;
     let find = || -> Vec<i32> {
-        let mut all: Vec<i32> = spaces.iter().flat_map(|s| netns::pids(s)).filter(|p| *p != me).collect();
+        let mut all: Vec<i32> = spaces
+            .iter()
+            .flat_map(|s| netns::pids(s))
+            .filter(|p| *p != me)
+            .collect();
         all.sort();
         all.dedup();
         all
@@ -281,7 +343,10 @@ fn stop_processes(spaces: &[String], grace: Duration) {
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if targets.iter().all(|p| kill(Pid::from_raw(*p), None).is_err() || is_zombie(*p)) {
+        if targets
+            .iter()
+            .all(|p| kill(Pid::from_raw(*p), None).is_err() || is_zombie(*p))
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -294,6 +359,9 @@ fn stop_processes(spaces: &[String], grace: Duration) {
 /// An exited child its parent has not reaped yet still answers kill(0).
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }

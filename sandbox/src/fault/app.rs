@@ -15,11 +15,15 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 pub fn body(effect: &Effect) -> Option<String> {
     let v = match effect {
         Effect::Slow { delay, percent } => {
-            serde_json::json!({"kind": "slow", "delay_ms": delay.as_millis() as u64, "percent": percent})
+            serde_json::json!({"kind": "slow", "delay_ms": delay.as_millis() as u64, "percent": percent.round() as u32})
         }
-        Effect::Hang { percent } => serde_json::json!({"kind": "hang", "percent": percent}),
+        Effect::Hang { percent } => {
+            serde_json::json!({"kind": "hang", "percent": percent.round() as u32})
+        }
         Effect::Leak => serde_json::json!({"kind": "leak"}),
-        Effect::CpuBurn { goroutines } => serde_json::json!({"kind": "cpu-burn", "goroutines": goroutines}),
+        Effect::CpuBurn { goroutines } => {
+            serde_json::json!({"kind": "cpu-burn", "goroutines": goroutines})
+        }
         _ => return None,
     };
     Some(v.to_string())
@@ -32,7 +36,10 @@ fn switch(ip: Ipv4Addr, body: &str) -> Result<(), FaultError> {
     if status == 200 {
         Ok(())
     } else {
-        Err(FaultError::App(format!("{addr} answered {status}: {}", text.trim())))
+        Err(FaultError::App(format!(
+            "{addr} answered {status}: {}",
+            text.trim()
+        )))
     }
 }
 
@@ -43,8 +50,12 @@ pub struct AppFault {
 }
 
 pub fn install(effect: &Effect, ips: &[Ipv4Addr]) -> Result<AppFault, FaultError> {
-    let body = body(effect).ok_or_else(|| FaultError::Unsupported(format!("{effect} is not an app-level fault")))?;
-    let mut fault = AppFault { ips: Vec::new(), removed: false };
+    let body = body(effect)
+        .ok_or_else(|| FaultError::Unsupported(format!("{effect} is not an app-level fault")))?;
+    let mut fault = AppFault {
+        ips: Vec::new(),
+        removed: false,
+    };
     for ip in ips {
         switch(*ip, &body)?;
         fault.ips.push(*ip);

@@ -58,13 +58,20 @@ pub struct CorruptFault {
 }
 
 fn config(percent: f64, sels: &[Selector]) -> Result<CorruptCfg, FaultError> {
-    let mut cfg = CorruptCfg { basis_points: (percent * 100.0).round() as u32, ..Default::default() };
+    let mut cfg = CorruptCfg {
+        basis_points: (percent * 100.0).round() as u32,
+        ..Default::default()
+    };
     if sels.len() > MAX_SELECTORS {
-        return Err(FaultError::Unsupported(format!("corruption takes at most {MAX_SELECTORS} directions")));
+        return Err(FaultError::Unsupported(format!(
+            "corruption takes at most {MAX_SELECTORS} directions"
+        )));
     }
     for (i, s) in sels.iter().enumerate() {
         if s.src.len() > MAX_ADDRS || s.dst.len() > MAX_ADDRS {
-            return Err(FaultError::Unsupported(format!("corruption matches at most {MAX_ADDRS} addresses per side")));
+            return Err(FaultError::Unsupported(format!(
+                "corruption matches at most {MAX_ADDRS} addresses per side"
+            )));
         }
         let sel = &mut cfg.sel[i];
         for (j, a) in s.src.iter().enumerate() {
@@ -82,47 +89,84 @@ fn config(percent: f64, sels: &[Selector]) -> Result<CorruptCfg, FaultError> {
     Ok(cfg)
 }
 
-pub fn install(place: &Place, offloads: &Offloads, wiring: &Wiring, percent: f64, sels: &[Selector]) -> Result<CorruptFault, FaultError> {
+pub fn install(
+    place: &Place,
+    offloads: &Offloads,
+    wiring: &Wiring,
+    percent: f64,
+    sels: &[Selector],
+) -> Result<CorruptFault, FaultError> {
     let cfg = config(percent, sels)?;
-    let mut fault = CorruptFault { offloads: offloads.clone(), ebpf: None, touched: Vec::new(), removed: false };
+    let mut fault = CorruptFault {
+        offloads: offloads.clone(),
+        ebpf: None,
+        touched: Vec::new(),
+        removed: false,
+    };
 
     // Receivers: the instances a selector sends to, or every instance when it names none.
     let all: Vec<Ipv4Addr> = wiring.by_ip.keys().copied().collect();
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     for s in sels {
-        receivers.extend(if s.dst.is_empty() { all.clone() } else { s.dst.clone() });
-        senders.extend(if s.src.is_empty() { all.clone() } else { s.src.clone() });
+        receivers.extend(if s.dst.is_empty() {
+            all.clone()
+        } else {
+            s.dst.clone()
+        });
+        senders.extend(if s.src.is_empty() {
+            all.clone()
+        } else {
+            s.src.clone()
+        });
     }
     receivers.sort();
     receivers.dedup();
-    let mut involved: Vec<Ipv4Addr> = senders.into_iter().chain(receivers.iter().copied()).collect();
+    let mut involved: Vec<Ipv4Addr> = senders
+        .into_iter()
+        .chain(receivers.iter().copied())
+        .collect();
     involved.sort();
     involved.dedup();
     for ip in &involved {
-        let Some(w) = wiring.by_ip.get(ip) else { continue };
+        let Some(w) = wiring.by_ip.get(ip) else {
+            continue;
+        };
         fault.offload_off(&w.netns, "eth0")?;
         fault.offload_off(place.netns(), &w.veth)?;
     }
 
-    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| FaultError::Ebpf(first_line(&e.to_string())))?;
-    let map = ebpf.map_mut("corrupt_config").ok_or_else(|| FaultError::Ebpf("corrupt_config map missing".into()))?;
-    let mut array: Array<_, CorruptCfg> = Array::try_from(map).map_err(|e| FaultError::Ebpf(e.to_string()))?;
-    array.set(0, cfg, 0).map_err(|e| FaultError::Ebpf(e.to_string()))?;
+    let mut ebpf = EbpfLoader::new()
+        .load(OBJECT)
+        .map_err(|e| FaultError::Ebpf(first_line(&e.to_string())))?;
+    let map = ebpf
+        .map_mut("corrupt_config")
+        .ok_or_else(|| FaultError::Ebpf("corrupt_config map missing".into()))?;
+    let mut array: Array<_, CorruptCfg> =
+        Array::try_from(map).map_err(|e| FaultError::Ebpf(e.to_string()))?;
+    array
+        .set(0, cfg, 0)
+        .map_err(|e| FaultError::Ebpf(e.to_string()))?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut("sbx_corrupt")
         .ok_or_else(|| FaultError::Ebpf("sbx_corrupt program missing".into()))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| FaultError::Ebpf(e.to_string()))?;
-    prog.load().map_err(|e| FaultError::Ebpf(first_line(&format!("{e:?}"))))?;
-    let devs: Vec<String> = receivers.iter().filter_map(|ip| wiring.by_ip.get(ip).map(|w| w.veth.clone())).collect();
+    prog.load()
+        .map_err(|e| FaultError::Ebpf(first_line(&format!("{e:?}"))))?;
+    let devs: Vec<String> = receivers
+        .iter()
+        .filter_map(|ip| wiring.by_ip.get(ip).map(|w| w.veth.clone()))
+        .collect();
     // Interface names resolve in the calling thread's namespace: attach from a thread inside.
     let netns = place.netns().to_string();
     std::thread::scope(|s| {
         s.spawn(|| -> Result<(), FaultError> {
-            crate::sys::netns::enter(&netns).map_err(|e| FaultError::Ebpf(format!("entering {netns}: {e}")))?;
+            crate::sys::netns::enter(&netns)
+                .map_err(|e| FaultError::Ebpf(format!("entering {netns}: {e}")))?;
             for dev in &devs {
-                prog.attach(dev, TcAttachType::Egress).map_err(|e| FaultError::Ebpf(format!("attaching to {dev}: {e}")))?;
+                prog.attach(dev, TcAttachType::Egress)
+                    .map_err(|e| FaultError::Ebpf(format!("attaching to {dev}: {e}")))?;
             }
             Ok(())
         })
@@ -146,7 +190,10 @@ fn ethtool(netns: &str, dev: &str, state: &str) -> Result<(), FaultError> {
 impl CorruptFault {
     fn offload_off(&mut self, netns: &str, dev: &str) -> Result<(), FaultError> {
         let key = (netns.to_string(), dev.to_string());
-        let mut table = self.offloads.lock().map_err(|_| FaultError::Engine("offload lock poisoned".into()))?;
+        let mut table = self
+            .offloads
+            .lock()
+            .map_err(|_| FaultError::Engine("offload lock poisoned".into()))?;
         if !table.contains_key(&key) {
             ethtool(netns, dev, "off")?;
         }
@@ -157,9 +204,15 @@ impl CorruptFault {
 
     /// Packets that matched, and packets corrupted, so far.
     pub fn counts(&self) -> (u64, u64) {
-        let Some(ebpf) = &self.ebpf else { return (0, 0) };
-        let Some(map) = ebpf.map("corrupt_stats") else { return (0, 0) };
-        let Ok(stats) = PerCpuArray::<_, u64>::try_from(map) else { return (0, 0) };
+        let Some(ebpf) = &self.ebpf else {
+            return (0, 0);
+        };
+        let Some(map) = ebpf.map("corrupt_stats") else {
+            return (0, 0);
+        };
+        let Ok(stats) = PerCpuArray::<_, u64>::try_from(map) else {
+            return (0, 0);
+        };
         let sum = |i| stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
         (sum(0), sum(1))
     }
@@ -169,7 +222,10 @@ impl CorruptFault {
         // Dropping the object closes the TCX links, which detaches the program.
         self.ebpf = None;
         let mut result = Ok(());
-        let mut table = self.offloads.lock().map_err(|_| FaultError::Engine("offload lock poisoned".into()))?;
+        let mut table = self
+            .offloads
+            .lock()
+            .map_err(|_| FaultError::Engine("offload lock poisoned".into()))?;
         for key in std::mem::take(&mut self.touched) {
             let n = table.entry(key.clone()).or_default();
             *n = n.saturating_sub(1);

@@ -27,8 +27,16 @@ use crate::sys::cmd;
 const QUEUE_MAX_LEN: u32 = 65536;
 
 enum Command {
-    Add { queue: u16, delay: Duration, jitter: Duration, done: mpsc::Sender<Result<(), String>> },
-    Remove { queue: u16, done: mpsc::Sender<()> },
+    Add {
+        queue: u16,
+        delay: Duration,
+        jitter: Duration,
+        done: mpsc::Sender<Result<(), String>>,
+    },
+    Remove {
+        queue: u16,
+        done: mpsc::Sender<()>,
+    },
     Stop,
 }
 
@@ -51,7 +59,9 @@ impl DelayEngine {
     pub fn start(place: &Place) -> Result<DelayEngine, FaultError> {
         let (tx, rx) = mpsc::channel();
         let (wake, wake_rx) = UnixStream::pair().map_err(|e| FaultError::Engine(e.to_string()))?;
-        wake_rx.set_nonblocking(true).map_err(|e| FaultError::Engine(e.to_string()))?;
+        wake_rx
+            .set_nonblocking(true)
+            .map_err(|e| FaultError::Engine(e.to_string()))?;
         let released = Arc::new(Mutex::new(HashMap::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         let netns = place.netns().to_string();
@@ -60,7 +70,8 @@ impl DelayEngine {
             .name("delay-engine".into())
             .spawn(move || {
                 let setup = || -> Result<(nfq::Queue, RawFd), String> {
-                    crate::sys::netns::enter(&netns).map_err(|e| format!("entering {netns}: {e}"))?;
+                    crate::sys::netns::enter(&netns)
+                        .map_err(|e| format!("entering {netns}: {e}"))?;
                     realtime_priority();
                     let (mut q, fd) = open_queue()?;
                     q.set_nonblocking(true);
@@ -82,7 +93,12 @@ impl DelayEngine {
             .map_err(|_| FaultError::Engine("delay engine thread died while starting".into()))?
             .map_err(FaultError::Engine)?;
         Ok(DelayEngine {
-            inner: Arc::new(Inner { tx: Mutex::new(tx), wake, thread: Mutex::new(Some(thread)), released }),
+            inner: Arc::new(Inner {
+                tx: Mutex::new(tx),
+                wake,
+                thread: Mutex::new(Some(thread)),
+                released,
+            }),
         })
     }
 
@@ -101,19 +117,31 @@ impl DelayEngine {
     /// Binds `queue` with this delay; packets are held once a rule sends them there.
     fn bind(&self, queue: u16, delay: Duration, jitter: Duration) -> Result<(), FaultError> {
         let (done, wait) = mpsc::channel();
-        self.send(Command::Add { queue, delay, jitter, done })?;
-        wait.recv().map_err(|_| FaultError::Engine("delay engine stopped".into()))?.map_err(FaultError::Engine)
+        self.send(Command::Add {
+            queue,
+            delay,
+            jitter,
+            done,
+        })?;
+        wait.recv()
+            .map_err(|_| FaultError::Engine("delay engine stopped".into()))?
+            .map_err(FaultError::Engine)
     }
 
     /// Releases everything held for `queue` and unbinds it.
     fn unbind(&self, queue: u16) -> Result<(), FaultError> {
         let (done, wait) = mpsc::channel();
         self.send(Command::Remove { queue, done })?;
-        wait.recv().map_err(|_| FaultError::Engine("delay engine stopped".into()))
+        wait.recv()
+            .map_err(|_| FaultError::Engine("delay engine stopped".into()))
     }
 
     pub fn released(&self, queue: u16) -> u64 {
-        self.inner.released.lock().map(|m| m.get(&queue).copied().unwrap_or(0)).unwrap_or(0)
+        self.inner
+            .released
+            .lock()
+            .map(|m| m.get(&queue).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -149,7 +177,10 @@ fn open_queue() -> Result<(nfq::Queue, RawFd), String> {
     let _guard = OPEN.lock().map_err(|_| "queue lock poisoned".to_string())?;
     let before = netfilter_fds();
     let q = nfq::Queue::open().map_err(|e| format!("opening NFQUEUE socket: {e}"))?;
-    let mut new: Vec<RawFd> = netfilter_fds().into_iter().filter(|fd| !before.contains(fd)).collect();
+    let mut new: Vec<RawFd> = netfilter_fds()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
     match (new.pop(), new.is_empty()) {
         (Some(fd), true) => Ok((q, fd)),
         _ => Err("could not identify the NFQUEUE socket".into()),
@@ -157,8 +188,12 @@ fn open_queue() -> Result<(nfq::Queue, RawFd), String> {
 }
 
 fn netfilter_fds() -> Vec<RawFd> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
-    let fds: Vec<RawFd> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
     fds.into_iter()
         .filter(|&fd| {
             let mut proto: libc::c_int = 0;
@@ -166,13 +201,25 @@ fn netfilter_fds() -> Vec<RawFd> {
             // SAFETY: getsockopt on an fd number with a correctly sized out-parameter; a
             // non-socket or closed fd just returns an error.
             let rc = unsafe {
-                libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL, (&mut proto as *mut libc::c_int).cast(), &mut len)
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_PROTOCOL,
+                    (&mut proto as *mut libc::c_int).cast(),
+                    &mut len,
+                )
             };
             let mut domain: libc::c_int = 0;
             let mut dlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
             // SAFETY: as above.
             let rc2 = unsafe {
-                libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN, (&mut domain as *mut libc::c_int).cast(), &mut dlen)
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_DOMAIN,
+                    (&mut domain as *mut libc::c_int).cast(),
+                    &mut dlen,
+                )
             };
             rc == 0 && rc2 == 0 && domain == libc::AF_NETLINK && proto == libc::NETLINK_NETFILTER
         })
@@ -209,20 +256,27 @@ impl Ord for Held {
     }
 }
 
-fn run(mut q: nfq::Queue, fd: RawFd, rx: mpsc::Receiver<Command>, wake: UnixStream, released: Arc<Mutex<HashMap<u16, u64>>>) {
+fn run(
+    mut q: nfq::Queue,
+    fd: RawFd,
+    rx: mpsc::Receiver<Command>,
+    wake: UnixStream,
+    released: Arc<Mutex<HashMap<u16, u64>>>,
+) {
     let mut bindings: HashMap<u16, Binding> = HashMap::new();
     let mut heap: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut rng = rand::rng();
-    let release = |q: &mut nfq::Queue, mut msg: nfq::Message, released: &Mutex<HashMap<u16, u64>>| {
-        let queue = msg.get_queue_num();
-        msg.set_verdict(nfq::Verdict::Accept);
-        if q.verdict(msg).is_ok()
-            && let Ok(mut m) = released.lock()
-        {
-            *m.entry(queue).or_default() += 1;
-        }
-    };
+    let release =
+        |q: &mut nfq::Queue, mut msg: nfq::Message, released: &Mutex<HashMap<u16, u64>>| {
+            let queue = msg.get_queue_num();
+            msg.set_verdict(nfq::Verdict::Accept);
+            if q.verdict(msg).is_ok()
+                && let Ok(mut m) = released.lock()
+            {
+                *m.entry(queue).or_default() += 1;
+            }
+        };
     loop {
         for _ in 0..256 {
             match q.recv() {
@@ -259,7 +313,12 @@ fn run(mut q: nfq::Queue, fd: RawFd, rx: mpsc::Receiver<Command>, wake: UnixStre
         while matches!((&wake).read(&mut buf), Ok(n) if n > 0) {}
         while let Ok(c) = rx.try_recv() {
             match c {
-                Command::Add { queue, delay, jitter, done } => {
+                Command::Add {
+                    queue,
+                    delay,
+                    jitter,
+                    done,
+                } => {
                     let r = q
                         .bind(queue)
                         .and_then(|_| q.set_copy_range(queue, 0))
@@ -268,7 +327,14 @@ fn run(mut q: nfq::Queue, fd: RawFd, rx: mpsc::Receiver<Command>, wake: UnixStre
                         .and_then(|_| q.set_fail_open(queue, true))
                         .map_err(|e| format!("binding NFQUEUE {queue}: {e}"));
                     if r.is_ok() {
-                        bindings.insert(queue, Binding { delay, jitter, last: Instant::now() });
+                        bindings.insert(
+                            queue,
+                            Binding {
+                                delay,
+                                jitter,
+                                last: Instant::now(),
+                            },
+                        );
                     }
                     let _ = done.send(r);
                 }
@@ -298,14 +364,20 @@ fn run(mut q: nfq::Queue, fd: RawFd, rx: mpsc::Receiver<Command>, wake: UnixStre
         }
         let timeout = match heap.peek() {
             Some(Reverse(h)) => {
-                let ms = h.at.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000);
+                let ms =
+                    h.at.saturating_duration_since(Instant::now())
+                        .as_micros()
+                        .div_ceil(1000);
                 PollTimeout::try_from(ms.min(1000) as i32).unwrap_or(PollTimeout::ZERO)
             }
             None => PollTimeout::try_from(1000).unwrap_or(PollTimeout::MAX),
         };
         // SAFETY: `fd` is the queue's socket, open for as long as `q` lives (this function).
         let qfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut fds = [PollFd::new(qfd, PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(qfd, PollFlags::POLLIN),
+            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+        ];
         let _ = poll(&mut fds, timeout);
     }
 }
@@ -321,17 +393,23 @@ pub struct DelayFault {
     removed: bool,
 }
 
+/// Which queue a delay fault uses and how long packets wait in it.
+pub struct Hold {
+    pub queue: u16,
+    pub delay: Duration,
+    pub jitter: Duration,
+}
+
 pub fn install(
     place: &Place,
     engine: &DelayEngine,
     chain: &str,
     comment: &str,
-    queue: u16,
-    delay: Duration,
-    jitter: Duration,
+    hold: Hold,
     sels: &[Selector],
 ) -> Result<DelayFault, FaultError> {
-    engine.bind(queue, delay, jitter)?;
+    let queue = hold.queue;
+    engine.bind(queue, hold.delay, hold.jitter)?;
     let fault = DelayFault {
         place: place.clone(),
         engine: engine.clone(),
@@ -343,17 +421,26 @@ pub fn install(
     let mut lines = vec![format!("-N {chain}")];
     for sel in sels {
         for rule in rules(sel) {
-            lines.push(format!("-A {chain} {rule} -j NFQUEUE --queue-num {queue} --queue-bypass"));
+            lines.push(format!(
+                "-A {chain} {rule} -j NFQUEUE --queue-num {queue} --queue-bypass"
+            ));
         }
     }
-    lines.push(format!("-I FORWARD -m comment --comment \"{comment}\" -j {chain}"));
+    lines.push(format!(
+        "-I FORWARD -m comment --comment \"{comment}\" -j {chain}"
+    ));
     restore(place, &lines)?;
     Ok(fault)
 }
 
 /// iptables matches for a selector; one line per address pair and protocol.
 fn rules(sel: &Selector) -> Vec<String> {
-    let list = |ips: &[std::net::Ipv4Addr]| ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let list = |ips: &[std::net::Ipv4Addr]| {
+        ips.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let mut base = String::new();
     if !sel.src.is_empty() {
         base.push_str(&format!("-s {} ", list(&sel.src)));
@@ -362,8 +449,14 @@ fn rules(sel: &Selector) -> Vec<String> {
         base.push_str(&format!("-d {} ", list(&sel.dst)));
     }
     match (sel.dport, sel.sport) {
-        (Some(p), _) => vec![format!("{base}-p tcp --dport {p}"), format!("{base}-p udp --dport {p}")],
-        (None, Some(p)) => vec![format!("{base}-p tcp --sport {p}"), format!("{base}-p udp --sport {p}")],
+        (Some(p), _) => vec![
+            format!("{base}-p tcp --dport {p}"),
+            format!("{base}-p udp --dport {p}"),
+        ],
+        (None, Some(p)) => vec![
+            format!("{base}-p tcp --sport {p}"),
+            format!("{base}-p udp --sport {p}"),
+        ],
         (None, None) => vec![base.trim_end().to_string()],
     }
 }
@@ -389,7 +482,10 @@ impl DelayFault {
     fn teardown(&mut self) -> Result<(), FaultError> {
         self.removed = true;
         let lines = vec![
-            format!("-D FORWARD -m comment --comment \"{}\" -j {}", self.comment, self.chain),
+            format!(
+                "-D FORWARD -m comment --comment \"{}\" -j {}",
+                self.comment, self.chain
+            ),
             format!("-F {}", self.chain),
             format!("-X {}", self.chain),
         ];
@@ -431,7 +527,12 @@ mod tests {
                 "-s 10.66.0.10 -d 10.66.0.11,10.66.0.12 -p udp --dport 8080"
             ]
         );
-        let any = Selector { src: vec![], dst: vec![Ipv4Addr::new(10, 66, 0, 11)], dport: None, sport: None };
+        let any = Selector {
+            src: vec![],
+            dst: vec![Ipv4Addr::new(10, 66, 0, 11)],
+            dport: None,
+            sport: None,
+        };
         assert_eq!(rules(&any), vec!["-d 10.66.0.11"]);
     }
 }

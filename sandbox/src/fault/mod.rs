@@ -51,7 +51,9 @@ pub struct Place {
 
 impl Place {
     pub fn new(netns: &str) -> Place {
-        Place { netns: netns.to_string() }
+        Place {
+            netns: netns.to_string(),
+        }
     }
 
     pub fn netns(&self) -> &str {
@@ -137,21 +139,30 @@ impl Injector {
     /// Installs fault number `index` of the plan.
     pub fn inject(&self, index: usize, f: &FaultPlan) -> Result<Active, FaultError> {
         let comment = format!("sandbox lab={} fault={}", self.lab, f.id);
-        if let Some(body) = app::body(&f.effect) {
-            let _ = body;
+        if f.kind.is_app() {
             let ips = match &f.target {
-                FaultTarget::Service { service, replica: Some(r), .. } => {
-                    self.book.ip_of(&format!("{service}-{r}")).into_iter().collect()
-                }
+                FaultTarget::Service {
+                    service,
+                    replica: Some(r),
+                    ..
+                } => self
+                    .book
+                    .ip_of(&format!("{service}-{r}"))
+                    .into_iter()
+                    .collect(),
                 FaultTarget::Service { service, .. } => self.book.ips_of_service(service),
                 FaultTarget::Link { .. } => {
-                    return Err(FaultError::Unsupported(format!("{} acts on a service, not a link", f.effect)));
+                    return Err(FaultError::Unsupported(format!(
+                        "{} acts on a service, not a link",
+                        f.effect
+                    )));
                 }
             };
             return app::install(&f.effect, &ips).map(Active::App);
         }
         let sels = selector::selectors(&f.target, &f.effect, &self.book);
-        let index = u16::try_from(index).map_err(|_| FaultError::Unsupported("too many faults".into()))?;
+        let index =
+            u16::try_from(index).map_err(|_| FaultError::Unsupported("too many faults".into()))?;
         match &f.effect {
             e if nft::handles(e) => {
                 let table = format!("{}_{}_f{index}", crate::lab::PREFIX, self.lab);
@@ -159,7 +170,10 @@ impl Injector {
             }
             Effect::Delay { delay, jitter } => {
                 let engine = {
-                    let mut slot = self.delay.lock().map_err(|_| FaultError::Engine("lock poisoned".into()))?;
+                    let mut slot = self
+                        .delay
+                        .lock()
+                        .map_err(|_| FaultError::Engine("lock poisoned".into()))?;
                     match &*slot {
                         Some(e) => e.clone(),
                         None => {
@@ -170,13 +184,26 @@ impl Injector {
                     }
                 };
                 let chain = format!("{}-{}-F{index}", crate::lab::PREFIX, self.lab).to_uppercase();
-                delay::install(&self.place, &engine, &chain, &comment, 100 + index, *delay, *jitter, &sels).map(Active::Delay)
+                let hold = delay::Hold {
+                    queue: 100 + index,
+                    delay: *delay,
+                    jitter: *jitter,
+                };
+                delay::install(&self.place, &engine, &chain, &comment, hold, &sels)
+                    .map(Active::Delay)
             }
-            Effect::Bandwidth { bits_per_sec } => {
-                shape::install(&self.place, &self.shaper, &self.wiring, 0x10 + index, *bits_per_sec, &sels).map(Active::Shape)
-            }
+            Effect::Bandwidth { bits_per_sec } => shape::install(
+                &self.place,
+                &self.shaper,
+                &self.wiring,
+                0x10 + index,
+                *bits_per_sec,
+                &sels,
+            )
+            .map(Active::Shape),
             Effect::Corrupt { percent } => {
-                corrupt::install(&self.place, &self.offloads, &self.wiring, *percent, &sels).map(Active::Corrupt)
+                corrupt::install(&self.place, &self.offloads, &self.wiring, *percent, &sels)
+                    .map(Active::Corrupt)
             }
             other => Err(FaultError::Unsupported(format!("no technique for {other}"))),
         }

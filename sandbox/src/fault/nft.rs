@@ -18,7 +18,11 @@ const PRIORITY: i32 = -10;
 pub fn handles(effect: &Effect) -> bool {
     matches!(
         effect,
-        Effect::Loss { .. } | Effect::Reset { .. } | Effect::Blackhole | Effect::Partition | Effect::SynDrop { .. }
+        Effect::Loss { .. }
+            | Effect::Reset { .. }
+            | Effect::Blackhole
+            | Effect::Partition
+            | Effect::SynDrop { .. }
     )
 }
 
@@ -29,12 +33,22 @@ pub struct NftFault {
     removed: bool,
 }
 
-pub fn install(place: &Place, table: &str, comment: &str, effect: &Effect, sels: &[Selector]) -> Result<NftFault, FaultError> {
+pub fn install(
+    place: &Place,
+    table: &str,
+    comment: &str,
+    effect: &Effect,
+    sels: &[Selector],
+) -> Result<NftFault, FaultError> {
     let script = ruleset(table, comment, effect, sels);
     let mut c = place.command("nft")?;
     c.args(["-f", "-"]);
     cmd::run_with_input(&mut c, Some(&script))?;
-    Ok(NftFault { place: place.clone(), table: table.to_string(), removed: false })
+    Ok(NftFault {
+        place: place.clone(),
+        table: table.to_string(),
+        removed: false,
+    })
 }
 
 impl NftFault {
@@ -76,7 +90,13 @@ fn set(ips: &[Ipv4Addr]) -> String {
     if ips.len() == 1 {
         ips[0].to_string()
     } else {
-        format!("{{ {} }}", ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "))
+        format!(
+            "{{ {} }}",
+            ips.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -89,7 +109,11 @@ fn matches(sel: &Selector, tcp_only: bool) -> String {
     if !sel.dst.is_empty() {
         let _ = write!(m, "ip daddr {} ", set(&sel.dst));
     }
-    let proto = if tcp_only { "meta l4proto tcp" } else { "meta l4proto { tcp, udp }" };
+    let proto = if tcp_only {
+        "meta l4proto tcp"
+    } else {
+        "meta l4proto { tcp, udp }"
+    };
     match (sel.dport, sel.sport) {
         (Some(p), _) => {
             let _ = write!(m, "{proto} th dport {p} ");
@@ -110,7 +134,10 @@ fn sample(percent: f64) -> String {
     if percent >= 100.0 {
         String::new()
     } else {
-        format!("numgen random mod 10000 < {} ", (percent * 100.0).round() as u32)
+        format!(
+            "numgen random mod 10000 < {} ",
+            (percent * 100.0).round() as u32
+        )
     }
 }
 
@@ -118,10 +145,16 @@ pub fn ruleset(table: &str, comment: &str, effect: &Effect, sels: &[Selector]) -
     let mut rules = String::new();
     for sel in sels {
         let rule = match effect {
-            Effect::Loss { percent } => format!("{}{}counter drop", matches(sel, false), sample(*percent)),
+            Effect::Loss { percent } => {
+                format!("{}{}counter drop", matches(sel, false), sample(*percent))
+            }
             Effect::Blackhole | Effect::Partition => format!("{}counter drop", matches(sel, false)),
             Effect::SynDrop { percent } => {
-                format!("{}tcp flags & (syn | ack) == syn {}counter drop", matches(sel, true), sample(*percent))
+                format!(
+                    "{}tcp flags & (syn | ack) == syn {}counter drop",
+                    matches(sel, true),
+                    sample(*percent)
+                )
             }
             Effect::Reset { percent } => format!(
                 "{}tcp flags & rst == 0 {}counter reject with tcp reset",
@@ -149,7 +182,12 @@ mod tests {
             dport: Some(7070),
             sport: None,
         };
-        let r = ruleset("sbx_ab12c_f0", "sandbox lab=ab12c fault=x", &Effect::Loss { percent: 12.5 }, &[sel]);
+        let r = ruleset(
+            "sbx_ab12c_f0",
+            "sandbox lab=ab12c fault=x",
+            &Effect::Loss { percent: 12.5 },
+            &[sel],
+        );
         assert!(r.contains(
             "ip saddr 10.66.0.10 ip daddr { 10.66.0.11, 10.66.0.12 } meta l4proto { tcp, udp } th dport 7070 numgen random mod 10000 < 1250 counter drop"
         ), "{r}");
@@ -158,10 +196,30 @@ mod tests {
 
     #[test]
     fn syn_drop_and_reset_are_tcp_only() {
-        let sel = Selector { src: vec![], dst: vec![Ipv4Addr::new(10, 66, 0, 11)], dport: None, sport: None };
-        let r = ruleset("t", "c", &Effect::SynDrop { percent: 100.0 }, std::slice::from_ref(&sel));
-        assert!(r.contains("ip daddr 10.66.0.11 meta l4proto tcp tcp flags & (syn | ack) == syn counter drop"), "{r}");
+        let sel = Selector {
+            src: vec![],
+            dst: vec![Ipv4Addr::new(10, 66, 0, 11)],
+            dport: None,
+            sport: None,
+        };
+        let r = ruleset(
+            "t",
+            "c",
+            &Effect::SynDrop { percent: 100.0 },
+            std::slice::from_ref(&sel),
+        );
+        assert!(
+            r.contains(
+                "ip daddr 10.66.0.11 meta l4proto tcp tcp flags & (syn | ack) == syn counter drop"
+            ),
+            "{r}"
+        );
         let r = ruleset("t", "c", &Effect::Reset { percent: 5.0 }, &[sel]);
-        assert!(r.contains("tcp flags & rst == 0 numgen random mod 10000 < 500 counter reject with tcp reset"), "{r}");
+        assert!(
+            r.contains(
+                "tcp flags & rst == 0 numgen random mod 10000 < 500 counter reject with tcp reset"
+            ),
+            "{r}"
+        );
     }
 }

@@ -28,23 +28,53 @@ impl Selector {
 pub fn selectors(target: &FaultTarget, effect: &Effect, book: &AddressBook) -> Vec<Selector> {
     let both = matches!(effect, Effect::Partition);
     match target {
-        FaultTarget::Service { service, replica, direction, port } => {
+        FaultTarget::Service {
+            service,
+            replica,
+            direction,
+            port,
+        } => {
             let ips = match replica {
                 Some(r) => book.ip_of(&format!("{service}-{r}")).into_iter().collect(),
                 None => book.ips_of_service(service),
             };
-            let into = Selector { src: vec![], dst: ips.clone(), dport: *port, sport: None };
-            let out = Selector { src: ips, dst: vec![], dport: None, sport: *port };
+            let into = Selector {
+                src: vec![],
+                dst: ips.clone(),
+                dport: *port,
+                sport: None,
+            };
+            let out = Selector {
+                src: ips,
+                dst: vec![],
+                dport: None,
+                sport: *port,
+            };
             match (both, direction) {
                 (false, Direction::Ingress) => vec![into],
                 (false, Direction::Egress) => vec![out],
                 _ => vec![into, out],
             }
         }
-        FaultTarget::Link { from, to, direction, port } => {
+        FaultTarget::Link {
+            from,
+            to,
+            direction,
+            port,
+        } => {
             let (a, b) = (book.ips_of_service(from), book.ips_of_service(to));
-            let fwd = Selector { src: a.clone(), dst: b.clone(), dport: *port, sport: None };
-            let rev = Selector { src: b, dst: a, dport: None, sport: *port };
+            let fwd = Selector {
+                src: a.clone(),
+                dst: b.clone(),
+                dport: *port,
+                sport: None,
+            };
+            let rev = Selector {
+                src: b,
+                dst: a,
+                dport: None,
+                sport: *port,
+            };
             match (both, direction) {
                 (false, Direction::Forward) => vec![fwd],
                 (false, Direction::Reverse) => vec![rev],
@@ -61,24 +91,64 @@ mod tests {
 
     fn book() -> AddressBook {
         let mut instances = BTreeMap::new();
-        instances.insert("api-0".to_string(), ("api".to_string(), Ipv4Addr::new(10, 66, 0, 10)));
-        instances.insert("api-1".to_string(), ("api".to_string(), Ipv4Addr::new(10, 66, 0, 11)));
-        instances.insert("store-0".to_string(), ("store".to_string(), Ipv4Addr::new(10, 66, 0, 12)));
-        AddressBook { subnet: Ipv4Addr::new(10, 66, 0, 0), prefix: 24, control: Ipv4Addr::new(10, 66, 0, 1), instances }
+        instances.insert(
+            "api-0".to_string(),
+            ("api".to_string(), Ipv4Addr::new(10, 66, 0, 10)),
+        );
+        instances.insert(
+            "api-1".to_string(),
+            ("api".to_string(), Ipv4Addr::new(10, 66, 0, 11)),
+        );
+        instances.insert(
+            "store-0".to_string(),
+            ("store".to_string(), Ipv4Addr::new(10, 66, 0, 12)),
+        );
+        AddressBook {
+            subnet: Ipv4Addr::new(10, 66, 0, 0),
+            prefix: 24,
+            control: Ipv4Addr::new(10, 66, 0, 1),
+            instances,
+        }
     }
 
     #[test]
     fn service_port_means_its_own_listening_port() {
-        let t = FaultTarget::Service { service: "store".into(), replica: None, direction: Direction::Both, port: Some(7070) };
+        let t = FaultTarget::Service {
+            service: "store".into(),
+            replica: None,
+            direction: Direction::Both,
+            port: Some(7070),
+        };
         let s = selectors(&t, &Effect::Blackhole, &book());
         let store = vec![Ipv4Addr::new(10, 66, 0, 12)];
-        assert_eq!(s[0], Selector { src: vec![], dst: store.clone(), dport: Some(7070), sport: None });
-        assert_eq!(s[1], Selector { src: store, dst: vec![], dport: None, sport: Some(7070) });
+        assert_eq!(
+            s[0],
+            Selector {
+                src: vec![],
+                dst: store.clone(),
+                dport: Some(7070),
+                sport: None
+            }
+        );
+        assert_eq!(
+            s[1],
+            Selector {
+                src: store,
+                dst: vec![],
+                dport: None,
+                sport: Some(7070)
+            }
+        );
     }
 
     #[test]
     fn link_covers_every_replica_and_one_direction() {
-        let t = FaultTarget::Link { from: "api".into(), to: "store".into(), direction: Direction::Forward, port: None };
+        let t = FaultTarget::Link {
+            from: "api".into(),
+            to: "store".into(),
+            direction: Direction::Forward,
+            port: None,
+        };
         let s = selectors(&t, &Effect::Loss { percent: 10.0 }, &book());
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].src.len(), 2);
@@ -87,7 +157,12 @@ mod tests {
 
     #[test]
     fn partition_ignores_direction() {
-        let t = FaultTarget::Service { service: "api".into(), replica: Some(1), direction: Direction::Ingress, port: None };
+        let t = FaultTarget::Service {
+            service: "api".into(),
+            replica: Some(1),
+            direction: Direction::Ingress,
+            port: None,
+        };
         let s = selectors(&t, &Effect::Partition, &book());
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].dst, vec![Ipv4Addr::new(10, 66, 0, 11)]);

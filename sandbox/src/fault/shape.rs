@@ -81,24 +81,39 @@ pub fn install(
     bits_per_sec: u64,
     sels: &[Selector],
 ) -> Result<ShapeFault, FaultError> {
-    let mut fault = ShapeFault { place: place.clone(), shaper: shaper.clone(), classid, classes: Vec::new(), removed: false };
+    let mut fault = ShapeFault {
+        place: place.clone(),
+        shaper: shaper.clone(),
+        classid,
+        classes: Vec::new(),
+        removed: false,
+    };
     // (device, ifb source veth, filters) per shaping point.
     let mut points: BTreeMap<String, (Option<String>, Vec<Vec<String>>)> = BTreeMap::new();
     for sel in sels {
         if !sel.dst.is_empty() {
             for d in &sel.dst {
-                let Some(w) = wiring.by_ip.get(d) else { continue };
+                let Some(w) = wiring.by_ip.get(d) else {
+                    continue;
+                };
                 let entry = points.entry(w.veth.clone()).or_insert((None, Vec::new()));
-                let srcs: Vec<Option<Ipv4Addr>> =
-                    if sel.src.is_empty() { vec![None] } else { sel.src.iter().copied().map(Some).collect() };
+                let srcs: Vec<Option<Ipv4Addr>> = if sel.src.is_empty() {
+                    vec![None]
+                } else {
+                    sel.src.iter().copied().map(Some).collect()
+                };
                 for s in srcs {
                     entry.1.push(u32_match(s, Some(*d), sel));
                 }
             }
         } else {
             for s in &sel.src {
-                let Some(w) = wiring.by_ip.get(s) else { continue };
-                let entry = points.entry(w.ifb.clone()).or_insert((Some(w.veth.clone()), Vec::new()));
+                let Some(w) = wiring.by_ip.get(s) else {
+                    continue;
+                };
+                let entry = points
+                    .entry(w.ifb.clone())
+                    .or_insert((Some(w.veth.clone()), Vec::new()));
                 entry.1.push(u32_match(Some(*s), None, sel));
             }
         }
@@ -108,10 +123,31 @@ pub fn install(
     let class = format!("1:{classid:x}");
     for (dev, (ifb_of, filters)) in points {
         fault.attach_root(&dev, ifb_of.as_deref())?;
-        tc(place, &["class", "add", "dev", &dev, "parent", "1:", "classid", &class, "htb", "rate", &rate, "ceil", &rate, "burst", &burst, "cburst", &burst, "quantum", "1514"])?;
-        tc(place, &["qdisc", "add", "dev", &dev, "parent", &class, "pfifo", "limit", &LEAF_LIMIT.to_string()])?;
+        tc(
+            place,
+            &[
+                "class", "add", "dev", &dev, "parent", "1:", "classid", &class, "htb", "rate",
+                &rate, "ceil", &rate, "burst", &burst, "cburst", &burst, "quantum", "1514",
+            ],
+        )?;
+        tc(
+            place,
+            &[
+                "qdisc",
+                "add",
+                "dev",
+                &dev,
+                "parent",
+                &class,
+                "pfifo",
+                "limit",
+                &LEAF_LIMIT.to_string(),
+            ],
+        )?;
         for m in filters {
-            let mut args = vec!["filter", "add", "dev", &dev, "parent", "1:", "protocol", "ip", "prio"];
+            let mut args = vec![
+                "filter", "add", "dev", &dev, "parent", "1:", "protocol", "ip", "prio",
+            ];
             let prio = classid.to_string();
             args.push(&prio);
             args.push("u32");
@@ -128,21 +164,42 @@ impl ShapeFault {
     /// Adds (or reuses) the root htb on `dev`, creating the ifb and its redirect first when
     /// `dev` is an ifb fed by `ifb_of`. Records the class so `remove` undoes exactly this.
     fn attach_root(&mut self, dev: &str, ifb_of: Option<&str>) -> Result<(), FaultError> {
-        let mut sh = self.shaper.lock().map_err(|_| FaultError::Engine("shaper lock poisoned".into()))?;
+        let mut sh = self
+            .shaper
+            .lock()
+            .map_err(|_| FaultError::Engine("shaper lock poisoned".into()))?;
         if let Some(veth) = ifb_of {
             if !sh.ifbs.contains_key(dev) {
                 ip(&self.place, &["link", "add", dev, "type", "ifb"])?;
                 ip(&self.place, &["link", "set", dev, "up"])?;
-                tc(&self.place, &["qdisc", "add", "dev", veth, "handle", "ffff:", "ingress"])?;
-                tc(&self.place, &["filter", "add", "dev", veth, "parent", "ffff:", "protocol", "ip", "prio", "1", "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", dev])?;
+                tc(
+                    &self.place,
+                    &["qdisc", "add", "dev", veth, "handle", "ffff:", "ingress"],
+                )?;
+                tc(
+                    &self.place,
+                    &[
+                        "filter", "add", "dev", veth, "parent", "ffff:", "protocol", "ip", "prio",
+                        "1", "u32", "match", "u32", "0", "0", "action", "mirred", "egress",
+                        "redirect", "dev", dev,
+                    ],
+                )?;
             }
             *sh.ifbs.entry(dev.to_string()).or_default() += 1;
         }
         if !sh.users.contains_key(dev) {
-            tc(&self.place, &["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "r2q", "1"])?;
+            tc(
+                &self.place,
+                &[
+                    "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "r2q", "1",
+                ],
+            )?;
         }
         *sh.users.entry(dev.to_string()).or_default() += 1;
-        self.classes.push(Class { dev: dev.to_string(), ifb_of: ifb_of.map(str::to_string) });
+        self.classes.push(Class {
+            dev: dev.to_string(),
+            ifb_of: ifb_of.map(str::to_string),
+        });
         Ok(())
     }
 
@@ -169,8 +226,16 @@ impl ShapeFault {
                 sh.users.remove(&c.dev);
                 keep(tc(&self.place, &["qdisc", "del", "dev", &c.dev, "root"]));
             } else {
-                keep(tc(&self.place, &["filter", "del", "dev", &c.dev, "parent", "1:", "prio", &prio]));
-                keep(tc(&self.place, &["class", "del", "dev", &c.dev, "classid", &class]));
+                keep(tc(
+                    &self.place,
+                    &[
+                        "filter", "del", "dev", &c.dev, "parent", "1:", "prio", &prio,
+                    ],
+                ));
+                keep(tc(
+                    &self.place,
+                    &["class", "del", "dev", &c.dev, "classid", &class],
+                ));
             }
             if let Some(veth) = c.ifb_of {
                 let n = sh.ifbs.entry(c.dev.clone()).or_default();
@@ -204,12 +269,30 @@ mod tests {
 
     #[test]
     fn u32_matches_name_addresses_and_ports() {
-        let sel = Selector { src: vec![], dst: vec![], dport: Some(7070), sport: None };
+        let sel = Selector {
+            src: vec![],
+            dst: vec![],
+            dport: Some(7070),
+            sport: None,
+        };
         assert_eq!(
-            u32_match(Some(Ipv4Addr::new(10, 66, 0, 10)), Some(Ipv4Addr::new(10, 66, 0, 11)), &sel),
-            vec!["match ip src 10.66.0.10/32", "match ip dst 10.66.0.11/32", "match ip dport 7070 0xffff"]
+            u32_match(
+                Some(Ipv4Addr::new(10, 66, 0, 10)),
+                Some(Ipv4Addr::new(10, 66, 0, 11)),
+                &sel
+            ),
+            vec![
+                "match ip src 10.66.0.10/32",
+                "match ip dst 10.66.0.11/32",
+                "match ip dport 7070 0xffff"
+            ]
         );
-        let any = Selector { src: vec![], dst: vec![], dport: None, sport: None };
+        let any = Selector {
+            src: vec![],
+            dst: vec![],
+            dport: None,
+            sport: None,
+        };
         assert_eq!(u32_match(None, None, &any), vec!["match u32 0 0"]);
     }
 }

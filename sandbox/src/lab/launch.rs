@@ -18,7 +18,10 @@ use crate::plan::Plan;
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("all 256 lab subnets are in use; take a lab down first (`sandbox down --all`)")]
     NoSlot,
     #[error("lab {id} did not start: {error}")]
@@ -60,12 +63,15 @@ fn reserve(plan: &Plan, source: &str) -> Result<(LabDir, State), LaunchError> {
         .write(true)
         .open(&lock_path)
         .map_err(io(format!("opening {}", lock_path.display())))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| LaunchError::Io {
-        what: format!("locking {}", lock_path.display()),
-        source: e.into(),
-    })?;
+    let _lock =
+        Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| LaunchError::Io {
+            what: format!("locking {}", lock_path.display()),
+            source: e.into(),
+        })?;
     let used: Vec<u8> = super::list().iter().map(|s| s.slot).collect();
-    let slot = (0..=255u8).find(|s| !used.contains(s)).ok_or(LaunchError::NoSlot)?;
+    let slot = (0..=255u8)
+        .find(|s| !used.contains(s))
+        .ok_or(LaunchError::NoSlot)?;
     let present = netns::lab_ids_present();
     let id = loop {
         let id = LabId::random();
@@ -93,13 +99,20 @@ fn reserve(plan: &Plan, source: &str) -> Result<(LabDir, State), LaunchError> {
         book: None,
         instances: Vec::new(),
         faults: Vec::new(),
-        workload: format!("loadgen → {} at {} req/s, {} in flight at most", w.url, w.rate, w.concurrency),
+        workload: format!(
+            "loadgen → {} at {} req/s, {} in flight at most",
+            w.url, w.rate, w.concurrency
+        ),
         briefing_title: plan.briefing.title.clone(),
         briefing: plan.briefing.body.clone(),
         time_limit_s: plan.scenario.time_limit.map(|t| t.as_secs()),
     };
-    let json = serde_json::to_vec_pretty(&state).map_err(|e| LaunchError::Io { what: "encoding state".into(), source: e.into() })?;
-    super::write_atomic(&dir.state_file(), &json).map_err(io(format!("writing {}", dir.state_file().display())))?;
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| LaunchError::Io {
+        what: "encoding state".into(),
+        source: e.into(),
+    })?;
+    super::write_atomic(&dir.state_file(), &json)
+        .map_err(io(format!("writing {}", dir.state_file().display())))?;
     Ok((dir, state))
 }
 
@@ -107,26 +120,42 @@ fn reserve(plan: &Plan, source: &str) -> Result<(LabDir, State), LaunchError> {
 pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, LaunchError> {
     let (dir, state) = reserve(req.plan, req.source)?;
     let id = state.id.clone();
-    let spec = Spec { id: id.clone(), slot: state.slot, plan: req.plan.clone(), binaries: req.binaries.to_path_buf() };
+    let spec = Spec {
+        id: id.clone(),
+        slot: state.slot,
+        plan: req.plan.clone(),
+        binaries: req.binaries.to_path_buf(),
+    };
     let cleanup = |dir: &LabDir| {
         let _ = sweep::remove(&dir.id);
     };
-    let log = std::fs::File::create(dir.supervisor_log()).map_err(io("creating the supervisor log"))?;
+    let log =
+        std::fs::File::create(dir.supervisor_log()).map_err(io("creating the supervisor log"))?;
     let log_err = log.try_clone().map_err(io("opening the supervisor log"))?;
     let exe = std::env::current_exe().map_err(io("finding the sandbox binary"))?;
     let mut c = Command::new(exe);
-    c.args(["supervise", "--lab", id.as_str()]).stdin(Stdio::piped()).stdout(log).stderr(log_err);
+    c.args(["supervise", "--lab", id.as_str()])
+        .stdin(Stdio::piped())
+        .stdout(log)
+        .stderr(log_err);
     // SAFETY: setsid is async-signal-safe. A session of its own keeps the supervisor alive
     // when the terminal that ran `sandbox run` goes away or gets Ctrl-C.
     unsafe {
-        c.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        c.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
     let started = Instant::now();
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => {
             cleanup(&dir);
-            return Err(LaunchError::Io { what: "starting the supervisor".into(), source: e });
+            return Err(LaunchError::Io {
+                what: "starting the supervisor".into(),
+                source: e,
+            });
         }
     };
     let sent = child.stdin.take().map(|mut pipe| {
@@ -137,7 +166,10 @@ pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, 
         let _ = child.kill();
         let _ = child.wait();
         cleanup(&dir);
-        return Err(LaunchError::Io { what: "handing the plan to the supervisor".into(), source: e });
+        return Err(LaunchError::Io {
+            what: "handing the plan to the supervisor".into(),
+            source: e,
+        });
     }
     let mut last_step = String::new();
     loop {
@@ -147,7 +179,12 @@ pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, 
                 last_step = s.step.clone();
             }
             match s.phase {
-                Phase::Ready => return Ok(Launched { state: s, startup: started.elapsed() }),
+                Phase::Ready => {
+                    return Ok(Launched {
+                        state: s,
+                        startup: started.elapsed(),
+                    });
+                }
                 Phase::Failed => {
                     let _ = child.wait();
                     let error = s.error.unwrap_or_else(|| "unknown error".into());
@@ -160,14 +197,20 @@ pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, 
         if let Ok(Some(_)) = child.try_wait() {
             // It may have published its last state just before exiting.
             if let Some(s) = dir.read_state().filter(|s| s.phase == Phase::Ready) {
-                return Ok(Launched { state: s, startup: started.elapsed() });
+                return Ok(Launched {
+                    state: s,
+                    startup: started.elapsed(),
+                });
             }
             let log = tail(&dir.supervisor_log(), 20);
             cleanup(&dir);
             return Err(LaunchError::Exited { id, log });
         }
         if started.elapsed() > req.ready_timeout {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -175,7 +218,11 @@ pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, 
             let _ = child.kill();
             let _ = child.wait();
             cleanup(&dir);
-            return Err(LaunchError::Timeout { id, secs: req.ready_timeout.as_secs(), step: last_step });
+            return Err(LaunchError::Timeout {
+                id,
+                secs: req.ready_timeout.as_secs(),
+                step: last_step,
+            });
         }
         std::thread::sleep(Duration::from_millis(10));
     }

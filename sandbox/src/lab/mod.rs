@@ -12,27 +12,34 @@ use rand::RngExt;
 
 pub use launch::{LaunchError, Launched, Request, launch};
 pub use state::{FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
-pub use sweep::{DownReport, down, down_all};
 pub use supervisor::tail;
+pub use sweep::{DownReport, down, down_all};
 
 /// Every kernel object and file of a lab carries this prefix followed by the lab id, so
 /// `down --all` finds them even when the state directory is gone.
 pub const PREFIX: &str = "sbx";
 
 /// Five lower-case letters and digits, e.g. `k3f9q`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct LabId(String);
 
 impl LabId {
     pub fn random() -> LabId {
         const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
         let mut rng = rand::rng();
-        let s: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        let s: String = (0..5)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
         LabId(s)
     }
 
     pub fn parse(s: &str) -> Option<LabId> {
-        (s.len() == 5 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())).then(|| LabId(s.to_string()))
+        (s.len() == 5
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        .then(|| LabId(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -48,7 +55,9 @@ impl std::fmt::Display for LabId {
 
 /// Where labs keep their files. `/run` goes away at reboot, as the namespaces do.
 pub fn state_root() -> PathBuf {
-    std::env::var_os("SANDBOX_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/sandbox"))
+    std::env::var_os("SANDBOX_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/sandbox"))
 }
 
 /// A lab's directory and the files in it.
@@ -60,7 +69,10 @@ pub struct LabDir {
 
 impl LabDir {
     pub fn new(id: &LabId) -> LabDir {
-        LabDir { id: id.clone(), path: state_root().join("labs").join(id.as_str()) }
+        LabDir {
+            id: id.clone(),
+            path: state_root().join("labs").join(id.as_str()),
+        }
     }
 
     pub fn state_file(&self) -> PathBuf {
@@ -87,12 +99,14 @@ impl LabDir {
 
 /// Labs that have a state directory, newest first.
 pub fn list() -> Vec<State> {
-    let Ok(dir) = std::fs::read_dir(state_root().join("labs")) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(state_root().join("labs")) else {
+        return Vec::new();
+    };
     let mut out: Vec<State> = dir
         .filter_map(|e| LabId::parse(e.ok()?.file_name().to_str()?))
         .filter_map(|id| LabDir::new(&id).read_state())
         .collect();
-    out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    out.sort_by_key(|s| std::cmp::Reverse(s.created_ms));
     out
 }
 
@@ -110,11 +124,16 @@ pub enum FindError {
 pub fn find(id: Option<&str>) -> Result<State, FindError> {
     let labs = list();
     match id {
-        Some(id) => labs.into_iter().find(|l| l.id.as_str() == id).ok_or_else(|| FindError::NoSuchLab(id.to_string())),
+        Some(id) => labs
+            .into_iter()
+            .find(|l| l.id.as_str() == id)
+            .ok_or_else(|| FindError::NoSuchLab(id.to_string())),
         None => match labs.len() {
             0 => Err(FindError::NoLab),
             1 => Ok(labs.into_iter().next().expect("one lab")),
-            _ => Err(FindError::Ambiguous(labs.iter().map(|l| l.id.to_string()).collect())),
+            _ => Err(FindError::Ambiguous(
+                labs.iter().map(|l| l.id.to_string()).collect(),
+            )),
         },
     }
 }

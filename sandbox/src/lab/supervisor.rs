@@ -57,14 +57,21 @@ pub fn main(id: &LabId) -> i32 {
     let _ = mask.thread_block();
 
     let Some(mut state) = dir.read_state() else {
-        eprintln!("supervisor {id}: no initial state in {}", dir.path.display());
+        eprintln!(
+            "supervisor {id}: no initial state in {}",
+            dir.path.display()
+        );
         return 2;
     };
     state.supervisor_pid = Some(std::process::id());
     let shared = Shared::new(dir.clone(), state);
 
-    let mut instances: Vec<(String, String)> =
-        spec.plan.instances.iter().map(|i| (i.name.clone(), i.service.clone())).collect();
+    let mut instances: Vec<(String, String)> = spec
+        .plan
+        .instances
+        .iter()
+        .map(|i| (i.name.clone(), i.service.clone()))
+        .collect();
     instances.push((LOADGEN.to_string(), LOADGEN.to_string()));
     let mut backend = match NetnsBackend::new(&spec.id, spec.slot, &instances) {
         Ok(b) => b,
@@ -88,7 +95,11 @@ pub fn main(id: &LabId) -> i32 {
                 name: i.name.clone(),
                 service: i.service.clone(),
                 program: i.program.to_string(),
-                ip: backend.book().ip_of(&i.name).map(|a| a.to_string()).unwrap_or_default(),
+                ip: backend
+                    .book()
+                    .ip_of(&i.name)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
                 ports: vec![i.port, ADMIN_PORT],
                 pid: None,
                 restarts: 0,
@@ -98,7 +109,11 @@ pub fn main(id: &LabId) -> i32 {
                 name: LOADGEN.into(),
                 service: LOADGEN.into(),
                 program: LOADGEN.into(),
-                ip: backend.book().ip_of(LOADGEN).map(|a| a.to_string()).unwrap_or_default(),
+                ip: backend
+                    .book()
+                    .ip_of(LOADGEN)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
                 ports: vec![],
                 pid: None,
                 restarts: 0,
@@ -106,7 +121,11 @@ pub fn main(id: &LabId) -> i32 {
             }))
             .collect();
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             let _ = backend.destroy();
@@ -114,7 +133,12 @@ pub fn main(id: &LabId) -> i32 {
         }
     };
     let code = runtime.block_on(async {
-        let mut lab = Lab { spec: &spec, backend: &mut backend, shared: shared.clone(), children: BTreeMap::new() };
+        let mut lab = Lab {
+            spec: &spec,
+            backend: &mut backend,
+            shared: shared.clone(),
+            children: BTreeMap::new(),
+        };
         lab.run(mask).await
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
@@ -130,7 +154,10 @@ struct Shared {
 
 impl Shared {
     fn new(dir: LabDir, state: State) -> Shared {
-        let s = Shared { dir, state: Arc::new(Mutex::new(state)) };
+        let s = Shared {
+            dir,
+            state: Arc::new(Mutex::new(state)),
+        };
         s.publish();
         s
     }
@@ -172,9 +199,11 @@ struct Lab<'a> {
 
 impl Lab<'_> {
     async fn run(&mut self, mask: nix::sys::signal::SigSet) -> i32 {
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-        else {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
             let _ = self.backend.destroy();
             return self.shared.fail("installing signal handlers failed".into());
         };
@@ -204,9 +233,18 @@ impl Lab<'_> {
                 });
                 let mut tasks = Vec::new();
                 for (i, f) in self.spec.plan.faults.iter().enumerate() {
-                    tasks.push(tokio::spawn(schedule_fault(i, f.clone(), injector.clone(), active.clone(), self.shared.clone())));
+                    tasks.push(tokio::spawn(schedule_fault(
+                        i,
+                        f.clone(),
+                        injector.clone(),
+                        active.clone(),
+                        self.shared.clone(),
+                    )));
                 }
-                tasks.push(tokio::spawn(count_packets(active.clone(), self.shared.clone())));
+                tasks.push(tokio::spawn(count_packets(
+                    active.clone(),
+                    self.shared.clone(),
+                )));
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
@@ -268,11 +306,18 @@ impl Lab<'_> {
                 })
                 .collect();
         });
-        std::fs::create_dir_all(self.shared.dir.logs()).map_err(|e| format!("creating the log directory: {e}"))?;
+        std::fs::create_dir_all(self.shared.dir.logs())
+            .map_err(|e| format!("creating the log directory: {e}"))?;
         self.shared.step("starting services");
         for inst in &plan.instances {
             let argv = service_args(inst);
-            self.spawn_supervised(&inst.name, inst.program.name(), argv, inst.env.clone(), stop.clone())?;
+            self.spawn_supervised(
+                &inst.name,
+                inst.program.name(),
+                argv,
+                inst.env.clone(),
+                stop.clone(),
+            )?;
         }
         self.wait_healthy().await?;
         let w = &plan.workload;
@@ -303,7 +348,10 @@ impl Lab<'_> {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), String> {
         let binary = self.spec.binaries.join(program);
-        let base = self.backend.command(name, &binary).map_err(|e| e.to_string())?;
+        let base = self
+            .backend
+            .command(name, &binary)
+            .map_err(|e| e.to_string())?;
         let log = self.shared.dir.log_of(name);
         let shared = self.shared.clone();
         let name = name.to_string();
@@ -315,16 +363,25 @@ impl Lab<'_> {
                 .map_err(|e| format!("opening {}: {e}", log.display()))?;
             let err = file.try_clone().map_err(|e| e.to_string())?;
             let mut c = std::process::Command::new(base.get_program());
-            c.args(base.get_args()).args(&argv).envs(&env).stdin(Stdio::null()).stdout(file).stderr(err);
-            tokio::process::Command::from(c).spawn().map_err(|e| format!("starting {}: {e}", binary.display()))
+            c.args(base.get_args())
+                .args(&argv)
+                .envs(&env)
+                .stdin(Stdio::null())
+                .stdout(file)
+                .stderr(err);
+            tokio::process::Command::from(c)
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", binary.display()))
         };
         let mut child = spawn()?;
         let pid = child.id();
         let n = name.clone();
-        shared.update(|s| set_instance(s, &n, |i| {
-            i.pid = pid;
-            i.status = "running".into();
-        }));
+        shared.update(|s| {
+            set_instance(s, &n, |i| {
+                i.pid = pid;
+                i.status = "running".into();
+            })
+        });
         let task = tokio::spawn(async move {
             let mut restarts = 0u32;
             loop {
@@ -336,11 +393,15 @@ impl Lab<'_> {
                         return;
                     }
                 };
-                let what = status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into());
-                shared.update(|s| set_instance(s, &name, |i| {
-                    i.status = format!("exited ({what}); restarting");
-                    i.pid = None;
-                }));
+                let what = status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "unknown status".into());
+                shared.update(|s| {
+                    set_instance(s, &name, |i| {
+                        i.status = format!("exited ({what}); restarting");
+                        i.pid = None;
+                    })
+                });
                 let pause = Duration::from_millis(250 * 2u64.pow(restarts.min(5)));
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
@@ -351,14 +412,18 @@ impl Lab<'_> {
                     Ok(c) => {
                         child = c;
                         let pid = child.id();
-                        shared.update(|s| set_instance(s, &name, |i| {
-                            i.pid = pid;
-                            i.restarts = restarts;
-                            i.status = "running".into();
-                        }));
+                        shared.update(|s| {
+                            set_instance(s, &name, |i| {
+                                i.pid = pid;
+                                i.restarts = restarts;
+                                i.status = "running".into();
+                            })
+                        });
                     }
                     Err(e) => {
-                        shared.update(|s| set_instance(s, &name, |i| i.status = format!("cannot restart: {e}")));
+                        shared.update(|s| {
+                            set_instance(s, &name, |i| i.status = format!("cannot restart: {e}"))
+                        });
                         return;
                     }
                 }
@@ -395,12 +460,18 @@ impl Lab<'_> {
             }
             pending = still;
             let healthy_count = total - pending.len();
-            self.shared.step(&format!("waiting for services to answer ({healthy_count}/{total} healthy)"));
+            self.shared.step(&format!(
+                "waiting for services to answer ({healthy_count}/{total} healthy)"
+            ));
             if pending.is_empty() {
                 break;
             }
             if let Some(dead) = pending.iter().find(|i| self.exited(&i.name)) {
-                return Err(format!("{} exited during start-up:\n{}", dead.name, tail(&self.shared.dir.log_of(&dead.name), 15)));
+                return Err(format!(
+                    "{} exited during start-up:\n{}",
+                    dead.name,
+                    tail(&self.shared.dir.log_of(&dead.name), 15)
+                ));
             }
             if Instant::now() > deadline {
                 let names: Vec<&str> = pending.iter().map(|i| i.name.as_str()).collect();
@@ -418,7 +489,15 @@ impl Lab<'_> {
     }
 
     fn exited(&self, name: &str) -> bool {
-        self.shared.state.lock().map(|s| s.instances.iter().any(|i| i.name == name && i.status.starts_with("exited"))).unwrap_or(false)
+        self.shared
+            .state
+            .lock()
+            .map(|s| {
+                s.instances
+                    .iter()
+                    .any(|i| i.name == name && i.status.starts_with("exited"))
+            })
+            .unwrap_or(false)
     }
 }
 
@@ -436,12 +515,19 @@ fn set_instance(s: &mut State, name: &str, f: impl FnOnce(&mut InstanceState)) {
     }
 }
 
-/// SIGTERM, and SIGKILL if the process has not exited after two seconds.
+/// SIGTERM, and SIGKILL if the process has not exited shortly after. The services' graceful
+/// shutdown would wait for requests stuck behind a fault; a lab going down need not.
 async fn stop_child(child: &mut Child) {
     if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
-    if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(250), child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
     }
 }
@@ -470,16 +556,31 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 fn healthy(ip: Ipv4Addr, program: Program, port: u16) -> bool {
     let data = SocketAddr::from((ip, port));
     let data_ok = if program.speaks_http() {
-        matches!(http::request(data, "GET", "/health", None, PROBE_TIMEOUT), Ok((200, _)))
+        matches!(
+            http::request(data, "GET", "/health", None, PROBE_TIMEOUT),
+            Ok((200, _))
+        )
     } else {
         ping_store(data)
     };
-    data_ok && matches!(http::request(SocketAddr::from((ip, ADMIN_PORT)), "GET", "/health", None, PROBE_TIMEOUT), Ok((200, _)))
+    data_ok
+        && matches!(
+            http::request(
+                SocketAddr::from((ip, ADMIN_PORT)),
+                "GET",
+                "/health",
+                None,
+                PROBE_TIMEOUT
+            ),
+            Ok((200, _))
+        )
 }
 
 fn ping_store(addr: SocketAddr) -> bool {
     use std::io::{BufRead, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
     if s.write_all(b"PING\n").is_err() {
         return false;
@@ -496,7 +597,11 @@ pub fn tail(path: &std::path::Path, n: usize) -> String {
     if lines.is_empty() {
         return "  (no output)".into();
     }
-    lines[start..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    lines[start..]
+        .iter()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn schedule_fault(
@@ -555,7 +660,9 @@ async fn count_packets(active: Arc<Mutex<BTreeMap<usize, Active>>>, shared: Shar
         tokio::time::sleep(Duration::from_secs(2)).await;
         let a = active.clone();
         let counts = tokio::task::spawn_blocking(move || {
-            a.lock().map(|m| m.iter().map(|(i, f)| (*i, f.packets())).collect::<Vec<_>>()).unwrap_or_default()
+            a.lock()
+                .map(|m| m.iter().map(|(i, f)| (*i, f.packets())).collect::<Vec<_>>())
+                .unwrap_or_default()
         })
         .await
         .unwrap_or_default();

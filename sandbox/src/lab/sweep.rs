@@ -21,25 +21,37 @@ pub struct DownReport {
 
 /// Supervisors of lab `id` still running, found by their command line.
 fn supervisors_of(id: &LabId) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
             let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-            args.windows(3).any(|w| w[0] == b"supervise" && w[1] == b"--lab" && w[2] == id.as_str().as_bytes())
+            args.windows(3)
+                .any(|w| w[0] == b"supervise" && w[1] == b"--lab" && w[2] == id.as_str().as_bytes())
         })
         .collect()
 }
 
 /// Lab ids whose supervisor runs, from command lines.
 fn supervised_ids() -> Vec<LabId> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
             let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let args: Vec<String> = raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
             let i = args.iter().position(|a| a == "supervise")?;
-            (args.get(i + 1)? == "--lab").then(|| LabId::parse(args.get(i + 2)?)).flatten()
+            (args.get(i + 1)? == "--lab")
+                .then(|| LabId::parse(args.get(i + 2)?))
+                .flatten()
         })
         .collect()
 }
@@ -47,7 +59,10 @@ fn supervised_ids() -> Vec<LabId> {
 fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true)
 }
 
@@ -80,9 +95,21 @@ pub fn remove(id: &LabId) -> DownReport {
     {
         leftovers.push(format!("{}: {e}", dir.path.display()));
     }
-    leftovers.extend(netns::namespaces_of(id).into_iter().map(|n| format!("network namespace {n}")));
-    leftovers.extend(supervisors_of(id).into_iter().map(|p| format!("supervisor process {p}")));
-    DownReport { id: id.clone(), took: started.elapsed(), leftovers }
+    leftovers.extend(
+        netns::namespaces_of(id)
+            .into_iter()
+            .map(|n| format!("network namespace {n}")),
+    );
+    leftovers.extend(
+        supervisors_of(id)
+            .into_iter()
+            .map(|p| format!("supervisor process {p}")),
+    );
+    DownReport {
+        id: id.clone(),
+        took: started.elapsed(),
+        leftovers,
+    }
 }
 
 /// Takes one lab down.

@@ -18,7 +18,10 @@ pub fn bundled() -> Vec<Bundled> {
         .files()
         .filter(|f| f.path().extension().is_some_and(|e| e == "yaml"))
         .filter_map(|f| {
-            Some(Bundled { id: f.path().file_stem()?.to_str()?, text: f.contents_utf8()? })
+            Some(Bundled {
+                id: f.path().file_stem()?.to_str()?,
+                text: f.contents_utf8()?,
+            })
         })
         .collect();
     out.sort_by_key(|b| b.id);

@@ -169,7 +169,12 @@ pub enum Program {
 }
 
 impl Program {
-    pub const ALL: [Program; 4] = [Program::Gateway, Program::Api, Program::Backend, Program::Store];
+    pub const ALL: [Program; 4] = [
+        Program::Gateway,
+        Program::Api,
+        Program::Backend,
+        Program::Store,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -297,7 +302,10 @@ impl FaultKind {
 
     /// App-level faults are switched inside the Go service; the rest act on packets.
     pub fn is_app(self) -> bool {
-        matches!(self, FaultKind::Slow | FaultKind::Hang | FaultKind::Leak | FaultKind::CpuBurn)
+        matches!(
+            self,
+            FaultKind::Slow | FaultKind::Hang | FaultKind::Leak | FaultKind::CpuBurn
+        )
     }
 }
 
@@ -430,15 +438,26 @@ pub struct Source {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{name}: {source}")]
-    Read { name: String, source: std::io::Error },
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("no scenario named `{0}`: not a file, and not a bundled scenario (see `sandbox list`)")]
     NotFound(String),
     #[error("{}", format_diagnostics(.source_name, .diagnostics))]
-    Invalid { source_name: String, text: String, diagnostics: Vec<Diagnostic> },
+    Invalid {
+        source_name: String,
+        text: String,
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 fn format_diagnostics(name: &str, diags: &[Diagnostic]) -> String {
-    diags.iter().map(|d| format!("{name}:{d}")).collect::<Vec<_>>().join("\n")
+    diags
+        .iter()
+        .map(|d| format!("{name}:{d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The largest scenario file accepted.
@@ -452,26 +471,43 @@ impl Source {
             return Source::from_path(path);
         }
         match find_bundled(arg) {
-            Some(b) => Ok(Source { name: format!("bundled:{}", b.id), text: b.text.to_string() }),
+            Some(b) => Ok(Source {
+                name: format!("bundled:{}", b.id),
+                text: b.text.to_string(),
+            }),
             None => Err(ScenarioError::NotFound(arg.to_string())),
         }
     }
 
     pub fn from_path(path: &Path) -> Result<Source, ScenarioError> {
         let name = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| ScenarioError::Read { name: name.clone(), source: e })?;
+        let meta = std::fs::metadata(path).map_err(|e| ScenarioError::Read {
+            name: name.clone(),
+            source: e,
+        })?;
         if meta.len() as usize > MAX_SCENARIO_BYTES {
             return Err(ScenarioError::Invalid {
                 source_name: name,
                 text: String::new(),
                 diagnostics: vec![Diagnostic::at(
-                    Pos { line: 1, column: 1, offset: 0, len: 0 },
+                    Pos {
+                        line: 1,
+                        column: 1,
+                        offset: 0,
+                        len: 0,
+                    },
                     "",
-                    format!("the file is {} bytes; a scenario may be at most {MAX_SCENARIO_BYTES}", meta.len()),
+                    format!(
+                        "the file is {} bytes; a scenario may be at most {MAX_SCENARIO_BYTES}",
+                        meta.len()
+                    ),
                 )],
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read { name: name.clone(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read {
+            name: name.clone(),
+            source: e,
+        })?;
         Ok(Source { name, text })
     }
 
@@ -482,10 +518,19 @@ impl Source {
             text: self.text.clone(),
             diagnostics,
         };
-        let scenario: Scenario = yaml::from_str(&self.text, yaml::Limits { max_bytes: MAX_SCENARIO_BYTES })
-            .map_err(|e| invalid(vec![Diagnostic::at(e.pos, &e.path, e.message)]))?;
+        let scenario: Scenario = yaml::from_str(
+            &self.text,
+            yaml::Limits {
+                max_bytes: MAX_SCENARIO_BYTES,
+            },
+        )
+        .map_err(|e| invalid(vec![Diagnostic::at(e.pos, &e.path, e.message)]))?;
         let diagnostics = validate::check(&scenario);
-        if diagnostics.is_empty() { Ok(scenario) } else { Err(invalid(diagnostics)) }
+        if diagnostics.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(invalid(diagnostics))
+        }
     }
 }
 

@@ -132,13 +132,24 @@ mod tests {
     use super::*;
 
     fn range(lo: f64, hi: f64, step: Option<f64>) -> ParamSpec {
-        ParamSpec { one_of: None, range: Some([lo, hi]), step }
+        ParamSpec {
+            one_of: None,
+            range: Some([lo, hi]),
+            step,
+        }
     }
 
     #[test]
     fn same_seed_same_draw_and_names_are_independent() {
         let a = range(5.0, 15.0, None);
-        let b = ParamSpec { one_of: Some(vec![ParamValue::Str("api".into()), ParamValue::Str("backend".into())]), range: None, step: None };
+        let b = ParamSpec {
+            one_of: Some(vec![
+                ParamValue::Str("api".into()),
+                ParamValue::Str("backend".into()),
+            ]),
+            range: None,
+            step: None,
+        };
         let (na, nb) = ("loss".to_string(), "victim".to_string());
         let one = draw([(&na, &a), (&nb, &b)], 7);
         let two = draw([(&na, &a), (&nb, &b)], 7);
@@ -169,18 +180,24 @@ mod tests {
         let spec = range(0.5, 2.0, Some(0.5));
         let name = "p".to_string();
         for seed in 0..100 {
-            let ParamValue::Float(v) = draw([(&name, &spec)], seed)["p"] else { panic!("float expected") };
+            let ParamValue::Float(v) = draw([(&name, &spec)], seed)["p"] else {
+                panic!("float expected")
+            };
             assert!([0.5, 1.0, 1.5, 2.0].contains(&v), "{v}");
         }
-        assert_eq!(spec.corners(), vec![ParamValue::Float(0.5), ParamValue::Float(2.0)]);
+        assert_eq!(
+            spec.corners(),
+            vec![ParamValue::Float(0.5), ParamValue::Float(2.0)]
+        );
     }
 
     #[test]
     fn seeds_differ() {
         let spec = range(0.0, 1000.0, None);
         let name = "p".to_string();
-        let values: std::collections::BTreeSet<String> =
-            (0..20).map(|s| draw([(&name, &spec)], s)["p"].to_string()).collect();
+        let values: std::collections::BTreeSet<String> = (0..20)
+            .map(|s| draw([(&name, &spec)], s)["p"].to_string())
+            .collect();
         assert!(values.len() > 15);
     }
 }

@@ -17,9 +17,14 @@ impl Renderer {
     pub fn new(params: &Params) -> Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        let map: std::collections::BTreeMap<String, serde_json::Value> =
-            params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-        Renderer { env, ctx: Value::from(minijinja::value::Serde(&map)) }
+        let map: std::collections::BTreeMap<String, serde_json::Value> = params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
+        Renderer {
+            env,
+            ctx: Value::from(minijinja::value::Serde(&map)),
+        }
     }
 
     /// Renders free text (briefings, hints, expected answers).
@@ -36,18 +41,24 @@ impl Renderer {
             Tpl::Lit(v) => Ok(v.clone()),
             Tpl::Expr(src) if !super::value::is_expression(src) => {
                 let text = self.text(src)?;
-                T::from_json(&serde_json::Value::String(text.clone()))
-                    .ok_or_else(|| format!("`{}` gave \"{text}\", expected {}", src.trim(), T::EXPECTED))
+                T::from_json(&serde_json::Value::String(text.clone())).ok_or_else(|| {
+                    format!("`{}` gave \"{text}\", expected {}", src.trim(), T::EXPECTED)
+                })
             }
             Tpl::Expr(src) => {
                 let inner = src.trim().trim_start_matches("{{").trim_end_matches("}}");
                 let expr = self.env.compile_expression(inner).map_err(describe)?;
                 let out = expr.eval(&self.ctx).map_err(describe)?;
                 if out.is_undefined() {
-                    return Err(format!("`{}` names something that is not a param", src.trim()));
+                    return Err(format!(
+                        "`{}` names something that is not a param",
+                        src.trim()
+                    ));
                 }
                 let json = serde_json::to_value(&out).map_err(|e| e.to_string())?;
-                T::from_json(&json).ok_or_else(|| format!("`{}` gave {json}, expected {}", src.trim(), T::EXPECTED))
+                T::from_json(&json).ok_or_else(|| {
+                    format!("`{}` gave {json}, expected {}", src.trim(), T::EXPECTED)
+                })
             }
         }
     }
@@ -61,18 +72,26 @@ impl Renderer {
                     let expr = self.env.compile_expression(inner).map_err(describe)?;
                     let out = expr.eval(&self.ctx).map_err(describe)?;
                     if out.is_undefined() {
-                        return Err(format!("`{}` names something that is not a param", s.trim()));
+                        return Err(format!(
+                            "`{}` names something that is not a param",
+                            s.trim()
+                        ));
                     }
                     serde_json::to_value(out).map_err(|e| e.to_string())?
                 } else {
                     serde_json::Value::String(self.text(s)?)
                 }
             }
-            serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.iter().map(|i| self.json(i)).collect::<Result<_, _>>()?)
-            }
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.json(i))
+                    .collect::<Result<_, _>>()?,
+            ),
             serde_json::Value::Object(map) => serde_json::Value::Object(
-                map.iter().map(|(k, v)| Ok((k.clone(), self.json(v)?))).collect::<Result<_, String>>()?,
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.json(v)?)))
+                    .collect::<Result<_, String>>()?,
             ),
             other => other.clone(),
         })
@@ -101,10 +120,22 @@ mod tests {
     #[test]
     fn expressions_become_typed_values() {
         let r = renderer();
-        assert_eq!(r.value::<f64>(&Tpl::Expr("{{ loss }}".into())).unwrap(), 12.0);
-        assert_eq!(r.value::<f64>(&Tpl::Expr("{{ loss / 2 }}".into())).unwrap(), 6.0);
-        assert_eq!(r.value::<String>(&Tpl::Expr("{{ victim }}".into())).unwrap(), "backend");
-        let d = r.value::<crate::scenario::Dur>(&Tpl::Expr("{{ loss * 10 }}ms".into())).unwrap();
+        assert_eq!(
+            r.value::<f64>(&Tpl::Expr("{{ loss }}".into())).unwrap(),
+            12.0
+        );
+        assert_eq!(
+            r.value::<f64>(&Tpl::Expr("{{ loss / 2 }}".into())).unwrap(),
+            6.0
+        );
+        assert_eq!(
+            r.value::<String>(&Tpl::Expr("{{ victim }}".into()))
+                .unwrap(),
+            "backend"
+        );
+        let d = r
+            .value::<crate::scenario::Dur>(&Tpl::Expr("{{ loss * 10 }}ms".into()))
+            .unwrap();
         assert_eq!(d.0, std::time::Duration::from_millis(120));
     }
 
@@ -119,15 +150,22 @@ mod tests {
     #[test]
     fn text_and_json_render() {
         let r = renderer();
-        assert_eq!(r.text("{{ loss }}% on {{ victim }}").unwrap(), "12% on backend");
-        let v = r.json(&serde_json::json!({"approx": "{{ loss }}", "who": ["{{ victim }}"]})).unwrap();
+        assert_eq!(
+            r.text("{{ loss }}% on {{ victim }}").unwrap(),
+            "12% on backend"
+        );
+        let v = r
+            .json(&serde_json::json!({"approx": "{{ loss }}", "who": ["{{ victim }}"]}))
+            .unwrap();
         assert_eq!(v, serde_json::json!({"approx": 12, "who": ["backend"]}));
     }
 
     #[test]
     fn wrong_type_is_reported() {
         let r = renderer();
-        let e = r.value::<f64>(&Tpl::Expr("{{ victim }}".into())).unwrap_err();
+        let e = r
+            .value::<f64>(&Tpl::Expr("{{ victim }}".into()))
+            .unwrap_err();
         assert!(e.contains("expected a number"), "{e}");
     }
 }

@@ -38,7 +38,11 @@ impl fmt::Display for Diagnostic {
         if self.path.is_empty() {
             write!(f, "{}:{}: {}", self.line, self.column, self.message)
         } else {
-            write!(f, "{}:{}: {}: {}", self.line, self.column, self.path, self.message)
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.line, self.column, self.path, self.message
+            )
         }
     }
 }
@@ -69,24 +73,48 @@ impl Checker {
 pub fn check(s: &Scenario) -> Vec<Diagnostic> {
     let mut c = Checker { out: Vec::new() };
     if *s.api_version != super::API_VERSION {
-        c.err(s.api_version.pos, "apiVersion", format!("expected `{}`, found `{}`", super::API_VERSION, *s.api_version));
+        c.err(
+            s.api_version.pos,
+            "apiVersion",
+            format!(
+                "expected `{}`, found `{}`",
+                super::API_VERSION,
+                *s.api_version
+            ),
+        );
     }
     if *s.kind != super::KIND {
-        c.err(s.kind.pos, "kind", format!("expected `{}`, found `{}`", super::KIND, *s.kind));
+        c.err(
+            s.kind.pos,
+            "kind",
+            format!("expected `{}`, found `{}`", super::KIND, *s.kind),
+        );
     }
     if !is_name(&s.metadata.id, 40) {
-        c.err(s.metadata.id.pos, "metadata.id", "expected lower-case letters, digits and dashes (at most 40), starting with a letter");
+        c.err(
+            s.metadata.id.pos,
+            "metadata.id",
+            "expected lower-case letters, digits and dashes (at most 40), starting with a letter",
+        );
     }
     check_params(&mut c, s);
     check_services(&mut c, s);
     check_workload(&mut c, s);
     check_faults(&mut c, s);
     if *s.pass_mark > 100 {
-        c.err(s.pass_mark.pos, "pass_mark", "expected points out of 100, from 0 to 100");
+        c.err(
+            s.pass_mark.pos,
+            "pass_mark",
+            "expected points out of 100, from 0 to 100",
+        );
     }
     for (i, h) in s.hints.iter().enumerate() {
         if *h.cost > 100 {
-            c.err(h.cost.pos, format!("hints[{i}].cost"), "expected points from 0 to 100");
+            c.err(
+                h.cost.pos,
+                format!("hints[{i}].cost"),
+                "expected points from 0 to 100",
+            );
         }
     }
     c.out.sort();
@@ -97,29 +125,52 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
 fn check_params(c: &mut Checker, s: &Scenario) {
     for (name, spec) in &s.params {
         let path = format!("params.{name}");
-        let valid_name = name.chars().next().is_some_and(|ch| ch.is_ascii_lowercase() || ch == '_')
-            && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+        let valid_name = name
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_lowercase() || ch == '_')
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
         if !valid_name {
             c.err(spec.pos, &path, "a parameter name is lower-case letters, digits and `_`, starting with a letter or `_`");
         }
         match (&spec.one_of, &spec.range) {
-            (Some(_), Some(_)) | (None, None) => {
-                c.err(spec.pos, &path, "expected exactly one of `one_of: [...]` or `range: [low, high]`")
-            }
+            (Some(_), Some(_)) | (None, None) => c.err(
+                spec.pos,
+                &path,
+                "expected exactly one of `one_of: [...]` or `range: [low, high]`",
+            ),
             (Some(list), None) => {
                 if list.is_empty() {
-                    c.err(spec.pos, format!("{path}.one_of"), "expected at least one value");
+                    c.err(
+                        spec.pos,
+                        format!("{path}.one_of"),
+                        "expected at least one value",
+                    );
                 }
                 if spec.step.is_some() {
-                    c.err(spec.pos, format!("{path}.step"), "`step` goes with `range`, not `one_of`");
+                    c.err(
+                        spec.pos,
+                        format!("{path}.step"),
+                        "`step` goes with `range`, not `one_of`",
+                    );
                 }
             }
             (None, Some([lo, hi])) => {
                 if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-                    c.err(spec.pos, format!("{path}.range"), "expected `[low, high]` with low ≤ high");
+                    c.err(
+                        spec.pos,
+                        format!("{path}.range"),
+                        "expected `[low, high]` with low ≤ high",
+                    );
                 }
                 if spec.step.is_some_and(|st| !(st.is_finite() && st > 0.0)) {
-                    c.err(spec.pos, format!("{path}.step"), "expected a step greater than 0");
+                    c.err(
+                        spec.pos,
+                        format!("{path}.step"),
+                        "expected a step greater than 0",
+                    );
                 }
             }
         }
@@ -129,7 +180,11 @@ fn check_params(c: &mut Checker, s: &Scenario) {
 fn check_services(c: &mut Checker, s: &Scenario) {
     let services = &s.topology.services;
     if services.is_empty() {
-        c.err(Pos::default(), "topology.services", "expected at least one service");
+        c.err(
+            Pos::default(),
+            "topology.services",
+            "expected at least one service",
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, svc) in services.iter().enumerate() {
@@ -137,22 +192,45 @@ fn check_services(c: &mut Checker, s: &Scenario) {
         if !is_name(&svc.name, 20) {
             c.err(svc.name.pos, format!("{path}.name"), "expected lower-case letters, digits and dashes (at most 20), starting with a letter");
         } else if RESERVED_NAMES.contains(&svc.name.as_str()) {
-            c.err(svc.name.pos, format!("{path}.name"), format!("`{}` is reserved; choose another name", *svc.name));
+            c.err(
+                svc.name.pos,
+                format!("{path}.name"),
+                format!("`{}` is reserved; choose another name", *svc.name),
+            );
         } else if !seen.insert(svc.name.as_str()) {
-            c.err(svc.name.pos, format!("{path}.name"), format!("a service named `{}` is already defined", *svc.name));
+            c.err(
+                svc.name.pos,
+                format!("{path}.name"),
+                format!("a service named `{}` is already defined", *svc.name),
+            );
         }
         if *svc.replicas == 0 || *svc.replicas > MAX_REPLICAS {
-            c.err(svc.replicas.pos, format!("{path}.replicas"), format!("expected 1 to {MAX_REPLICAS} replicas"));
+            c.err(
+                svc.replicas.pos,
+                format!("{path}.replicas"),
+                format!("expected 1 to {MAX_REPLICAS} replicas"),
+            );
         }
         if let Some(port) = &svc.port
             && (**port == 0 || **port == super::ADMIN_PORT)
         {
-            c.err(port.pos, format!("{path}.port"), format!("expected a port from 1 to 65535 other than {} (the control-plane port)", super::ADMIN_PORT));
+            c.err(
+                port.pos,
+                format!("{path}.port"),
+                format!(
+                    "expected a port from 1 to 65535 other than {} (the control-plane port)",
+                    super::ADMIN_PORT
+                ),
+            );
         }
         check_calls(c, s, svc, &path);
     }
     if let Some((pos, cycle)) = find_cycle(services) {
-        c.err(pos, "topology.services", format!("calls form a loop: {cycle}"));
+        c.err(
+            pos,
+            "topology.services",
+            format!("calls form a loop: {cycle}"),
+        );
     }
 }
 
@@ -162,7 +240,15 @@ fn check_calls(c: &mut Checker, s: &Scenario, svc: &Service, path: &str) {
     for (j, call) in svc.calls.iter().enumerate() {
         let cpath = format!("{path}.calls[{j}]");
         let Some(callee) = s.service(call) else {
-            c.err(call.pos, cpath, format!("unknown service `{}`; expected one of: {}", **call, names(s)));
+            c.err(
+                call.pos,
+                cpath,
+                format!(
+                    "unknown service `{}`; expected one of: {}",
+                    **call,
+                    names(s)
+                ),
+            );
             continue;
         };
         if *callee.name == *svc.name {
@@ -172,13 +258,24 @@ fn check_calls(c: &mut Checker, s: &Scenario, svc: &Service, path: &str) {
         let callee_program = *callee.program;
         match program {
             Program::Store => {
-                c.err(call.pos, cpath, "the `store` program calls no one; remove `calls`");
+                c.err(
+                    call.pos,
+                    cpath,
+                    "the `store` program calls no one; remove `calls`",
+                );
             }
             Program::Gateway | Program::Api if callee_program == Program::Store => {
                 c.err(call.pos, cpath, format!("`{program}` speaks HTTP to its upstreams; `{}` runs `store` (raw TCP). Put a `backend` in between", **call));
             }
             Program::Backend if callee_program != Program::Store => {
-                c.err(call.pos, cpath, format!("`backend` calls a `store`; `{}` runs `{callee_program}`", **call));
+                c.err(
+                    call.pos,
+                    cpath,
+                    format!(
+                        "`backend` calls a `store`; `{}` runs `{callee_program}`",
+                        **call
+                    ),
+                );
             }
             _ => {}
         }
@@ -188,22 +285,46 @@ fn check_calls(c: &mut Checker, s: &Scenario, svc: &Service, path: &str) {
     }
     match program {
         Program::Gateway if svc.calls.len() != 1 => {
-            c.err(svc.name.pos, format!("{path}.calls"), "a `gateway` forwards to exactly one upstream; expected one entry in `calls`");
+            c.err(
+                svc.name.pos,
+                format!("{path}.calls"),
+                "a `gateway` forwards to exactly one upstream; expected one entry in `calls`",
+            );
         }
         Program::Api if svc.calls.is_empty() => {
-            c.err(svc.name.pos, format!("{path}.calls"), "an `api` fans out to its upstreams; expected at least one entry in `calls`");
+            c.err(
+                svc.name.pos,
+                format!("{path}.calls"),
+                "an `api` fans out to its upstreams; expected at least one entry in `calls`",
+            );
         }
         Program::Backend if stores != 1 || svc.calls.len() != 1 => {
-            c.err(svc.name.pos, format!("{path}.calls"), "a `backend` reads from exactly one `store`; expected one entry in `calls`");
+            c.err(
+                svc.name.pos,
+                format!("{path}.calls"),
+                "a `backend` reads from exactly one `store`; expected one entry in `calls`",
+            );
         }
         _ => {}
     }
 }
 
 fn find_cycle(services: &[Service]) -> Option<(Pos, String)> {
-    let graph: BTreeMap<&str, Vec<&str>> =
-        services.iter().map(|s| (s.name.as_str(), s.calls.iter().map(|c| c.as_str()).collect())).collect();
-    fn visit<'a>(n: &'a str, g: &BTreeMap<&'a str, Vec<&'a str>>, stack: &mut Vec<&'a str>, done: &mut BTreeSet<&'a str>) -> Option<Vec<&'a str>> {
+    let graph: BTreeMap<&str, Vec<&str>> = services
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.calls.iter().map(|c| c.as_str()).collect(),
+            )
+        })
+        .collect();
+    fn visit<'a>(
+        n: &'a str,
+        g: &BTreeMap<&'a str, Vec<&'a str>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<&'a str>> {
         if let Some(i) = stack.iter().position(|s| *s == n) {
             let mut cyc = stack[i..].to_vec();
             cyc.push(n);
@@ -235,24 +356,53 @@ fn find_cycle(services: &[Service]) -> Option<(Pos, String)> {
 fn check_workload(c: &mut Checker, s: &Scenario) {
     let w = &s.workload;
     match s.service(&w.target) {
-        None => c.err(w.target.pos, "workload.target", format!("unknown service `{}`; expected one of: {}", *w.target, names(s))),
-        Some(svc) if !svc.program.speaks_http() => {
-            c.err(w.target.pos, "workload.target", format!("the load generator speaks HTTP; `{}` runs `store`", *w.target))
-        }
+        None => c.err(
+            w.target.pos,
+            "workload.target",
+            format!(
+                "unknown service `{}`; expected one of: {}",
+                *w.target,
+                names(s)
+            ),
+        ),
+        Some(svc) if !svc.program.speaks_http() => c.err(
+            w.target.pos,
+            "workload.target",
+            format!(
+                "the load generator speaks HTTP; `{}` runs `store`",
+                *w.target
+            ),
+        ),
         Some(_) => {}
     }
     if !w.path.starts_with('/') {
-        c.err(w.target.pos, "workload.path", "expected a path starting with `/`");
+        c.err(
+            w.target.pos,
+            "workload.path",
+            "expected a path starting with `/`",
+        );
     }
     if *w.rate == 0 || *w.rate > 10_000 {
-        c.err(w.rate.pos, "workload.rate", "expected 1 to 10000 requests per second");
+        c.err(
+            w.rate.pos,
+            "workload.rate",
+            "expected 1 to 10000 requests per second",
+        );
     }
     if *w.concurrency == 0 || *w.concurrency > 4096 {
-        c.err(w.concurrency.pos, "workload.concurrency", "expected 1 to 4096 requests in flight");
+        c.err(
+            w.concurrency.pos,
+            "workload.concurrency",
+            "expected 1 to 4096 requests in flight",
+        );
     }
     let t = w.timeout.0;
     if t.is_zero() || t > std::time::Duration::from_secs(60) {
-        c.err(w.timeout.pos, "workload.timeout", "expected a timeout above 0 and at most 60s");
+        c.err(
+            w.timeout.pos,
+            "workload.timeout",
+            "expected a timeout above 0 and at most 60s",
+        );
     }
 }
 
@@ -276,7 +426,11 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
         if !is_name(&f.id, 16) {
             c.err(f.id.pos, format!("{path}.id"), "expected lower-case letters, digits and dashes (at most 16), starting with a letter");
         } else if !ids.insert(f.id.as_str()) {
-            c.err(f.id.pos, format!("{path}.id"), format!("a fault with id `{}` is already defined", *f.id));
+            c.err(
+                f.id.pos,
+                format!("{path}.id"),
+                format!("a fault with id `{}` is already defined", *f.id),
+            );
         }
         let kind = *f.kind;
         check_target(c, kind, &f.target, &format!("{path}.target"));
@@ -288,17 +442,29 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
             ("rate", f.params.rate.as_ref().map(|p| p.pos)),
             ("goroutines", f.params.goroutines.as_ref().map(|p| p.pos)),
         ];
-        let takes = if allowed.is_empty() { "no parameters".to_string() } else { allowed.join(", ") };
+        let takes = if allowed.is_empty() {
+            "no parameters".to_string()
+        } else {
+            allowed.join(", ")
+        };
         for (name, pos) in given {
             if let Some(pos) = pos
                 && !allowed.contains(&name)
             {
-                c.err(pos, format!("{path}.params.{name}"), format!("not a parameter of `{kind}`; it takes: {takes}"));
+                c.err(
+                    pos,
+                    format!("{path}.params.{name}"),
+                    format!("not a parameter of `{kind}`; it takes: {takes}"),
+                );
             }
         }
         for name in required {
             if !given.iter().any(|(n, p)| n == name && p.is_some()) {
-                c.err(f.kind.pos, format!("{path}.params.{name}"), format!("`{kind}` needs `params.{name}`"));
+                c.err(
+                    f.kind.pos,
+                    format!("{path}.params.{name}"),
+                    format!("`{kind}` needs `params.{name}`"),
+                );
             }
         }
     }
@@ -307,34 +473,77 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
 fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Target>, path: &str) {
     let pos = t.pos;
     match (&t.service, &t.link) {
-        (Some(_), Some(_)) | (None, None) => c.err(pos, path, "expected exactly one of `service` or `link`"),
-        (None, Some(_)) if kind.is_app() => {
-            c.err(pos, path, format!("`{kind}` is switched inside a service; expected `service`, not `link`"))
+        (Some(_), Some(_)) | (None, None) => {
+            c.err(pos, path, "expected exactly one of `service` or `link`")
         }
-        (None, Some(_)) if t.replica.is_some() => {
-            c.err(pos, format!("{path}.replica"), "`replica` narrows a `service` target; a link names its two ends")
-        }
+        (None, Some(_)) if kind.is_app() => c.err(
+            pos,
+            path,
+            format!("`{kind}` is switched inside a service; expected `service`, not `link`"),
+        ),
+        (None, Some(_)) if t.replica.is_some() => c.err(
+            pos,
+            format!("{path}.replica"),
+            "`replica` narrows a `service` target; a link names its two ends",
+        ),
         _ => {}
     }
     if let Some(d) = &t.direction {
         let dpath = format!("{path}.direction");
         if kind == FaultKind::Partition || kind.is_app() {
-            c.err(d.pos, dpath, format!("`{kind}` has no direction; remove it"));
-        } else if t.service.is_some() && !matches!(**d, Direction::Ingress | Direction::Egress | Direction::Both) {
-            c.err(d.pos, dpath, format!("for a service, expected `ingress`, `egress` or `both`, found `{}`", **d));
-        } else if t.link.is_some() && !matches!(**d, Direction::Forward | Direction::Reverse | Direction::Both) {
-            c.err(d.pos, dpath, format!("for a link, expected `forward`, `reverse` or `both`, found `{}`", **d));
+            c.err(
+                d.pos,
+                dpath,
+                format!("`{kind}` has no direction; remove it"),
+            );
+        } else if t.service.is_some()
+            && !matches!(
+                **d,
+                Direction::Ingress | Direction::Egress | Direction::Both
+            )
+        {
+            c.err(
+                d.pos,
+                dpath,
+                format!(
+                    "for a service, expected `ingress`, `egress` or `both`, found `{}`",
+                    **d
+                ),
+            );
+        } else if t.link.is_some()
+            && !matches!(
+                **d,
+                Direction::Forward | Direction::Reverse | Direction::Both
+            )
+        {
+            c.err(
+                d.pos,
+                dpath,
+                format!(
+                    "for a link, expected `forward`, `reverse` or `both`, found `{}`",
+                    **d
+                ),
+            );
         }
     }
     if let Some(p) = &t.port
         && kind.is_app()
     {
-        c.err(p.pos, format!("{path}.port"), format!("`{kind}` acts on a whole service; remove `port`"));
+        c.err(
+            p.pos,
+            format!("{path}.port"),
+            format!("`{kind}` acts on a whole service; remove `port`"),
+        );
     }
 }
 
 pub(crate) fn names(s: &Scenario) -> String {
-    s.topology.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    s.topology
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

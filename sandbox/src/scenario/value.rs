@@ -162,7 +162,11 @@ impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = serde_json::Value::deserialize(d)?;
         Dur::from_json(&raw).ok_or_else(|| {
-            serde::de::Error::custom(format!("expected {}, found {}", Dur::EXPECTED, describe(&raw)))
+            serde::de::Error::custom(format!(
+                "expected {}, found {}",
+                Dur::EXPECTED,
+                describe(&raw)
+            ))
         })
     }
 }
@@ -212,7 +216,9 @@ impl Rate {
             _ => return None,
         };
         let bits = n * mult;
-        (bits.is_finite() && bits >= 1.0).then(|| Rate { bits_per_sec: bits.round() as u64 })
+        (bits.is_finite() && bits >= 1.0).then(|| Rate {
+            bits_per_sec: bits.round() as u64,
+        })
     }
 }
 
@@ -229,11 +235,11 @@ impl Scalar for Rate {
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.bits_per_sec;
-        if b % 1_000_000_000 == 0 {
+        if b.is_multiple_of(1_000_000_000) {
             write!(f, "{}gbit", b / 1_000_000_000)
-        } else if b % 1_000_000 == 0 {
+        } else if b.is_multiple_of(1_000_000) {
             write!(f, "{}mbit", b / 1_000_000)
-        } else if b % 1_000 == 0 {
+        } else if b.is_multiple_of(1_000) {
             write!(f, "{}kbit", b / 1_000)
         } else {
             write!(f, "{b}bit")

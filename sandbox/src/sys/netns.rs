@@ -16,8 +16,12 @@ pub fn path(name: &str) -> PathBuf {
 
 /// Names of all named namespaces on the host.
 pub fn list() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(NETNS_DIR) else { return Vec::new() };
-    let mut out: Vec<String> = dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
     out.sort();
     out
 }
@@ -41,21 +45,29 @@ pub fn command(name: &str, program: &str) -> std::io::Result<Command> {
     // SAFETY: setns is async-signal-safe; `f` is moved into the closure and stays open until
     // the child has exec'd.
     unsafe {
-        c.pre_exec(move || setns(f.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+        c.pre_exec(move || {
+            setns(f.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        });
     }
     Ok(c)
 }
 
 /// Pids of processes whose network namespace is `name`.
 pub fn pids(name: &str) -> Vec<i32> {
-    let Ok(target) = std::fs::metadata(path(name)) else { return Vec::new() };
+    let Ok(target) = std::fs::metadata(path(name)) else {
+        return Vec::new();
+    };
     use std::os::unix::fs::MetadataExt;
     let ino = target.ino();
-    let Ok(proc_dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     proc_dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino() == ino).unwrap_or(false)
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .map(|m| m.ino() == ino)
+                .unwrap_or(false)
         })
         .collect()
 }

@@ -1,0 +1,334 @@
+//! The command line on bad input and missing prerequisites: every error names the file, line,
+//! column and field, says what was expected, and nothing is created.
+
+mod common;
+
+use common::*;
+
+const GOOD: &str = r#"apiVersion: sandbox/v1
+kind: Scenario
+metadata:
+  id: tiny
+  title: Tiny
+  summary: two services
+  difficulty: beginner
+topology:
+  services:
+    - name: front
+      program: gateway
+      calls: [db-api]
+    - name: db-api
+      program: backend
+      calls: [db]
+    - name: db
+      program: store
+workload:
+  target: front
+  rate: 20
+faults:
+  - id: lossy
+    type: loss
+    target:
+      service: db
+    params:
+      percent: 10
+briefing:
+  title: t
+  body: b
+"#;
+
+/// `validate` on `yaml`: its exit code and everything it printed.
+fn validate(name: &str, yaml: &str) -> (i32, String, String) {
+    let file = write_temp(name, yaml);
+    let out = sandbox()
+        .args(["validate", file.as_str()])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out),
+        file.path.display().to_string(),
+    )
+}
+
+fn assert_error(name: &str, yaml: &str, location: &str, expected: &[&str]) {
+    let (code, out, path) = validate(name, yaml);
+    assert_eq!(code, 2, "{out}");
+    let head = format!("error: {path}:{location}");
+    assert!(out.contains(&head), "expected `{head}` in:\n{out}");
+    for e in expected {
+        assert!(out.contains(e), "expected `{e}` in:\n{out}");
+    }
+}
+
+#[test]
+fn a_good_scenario_validates() {
+    let (code, out, _) = validate("good.yaml", GOOD);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok "), "{out}");
+}
+
+#[test]
+fn unknown_fields_are_errors_with_position_and_the_fields_expected() {
+    let bad = GOOD.replace(
+        "      percent: 10\n",
+        "      percent: 10\n      precent: 5\n",
+    );
+    assert_error(
+        "unknown.yaml",
+        &bad,
+        "28:7: faults[0].params.precent:",
+        &["unknown field `precent`", "expected one of"],
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    let bad = GOOD.replace("rate: 20", "rate: fast");
+    assert_error(
+        "type.yaml",
+        &bad,
+        "20:9: workload.rate:",
+        &["expected a whole number"],
+    );
+    let bad = GOOD.replace("program: store", "program: redis");
+    assert_error(
+        "variant.yaml",
+        &bad,
+        "17:16: topology.services[2].program:",
+        &["unknown variant `redis`", "gateway, api, backend, store"],
+    );
+}
+
+#[test]
+fn a_fault_on_a_missing_service_names_the_services_there_are() {
+    let bad = GOOD.replace("      service: db\n", "      service: dbb\n");
+    assert_error(
+        "missing.yaml",
+        &bad,
+        "25:16: faults[0].target.service:",
+        &["unknown service `dbb`", "front, db-api, db"],
+    );
+}
+
+#[test]
+fn percentages_outside_zero_to_one_hundred_are_refused() {
+    let bad = GOOD.replace("percent: 10", "percent: 140");
+    assert_error(
+        "percent.yaml",
+        &bad,
+        "27:16: faults[0].params.percent:",
+        &["expected a percentage from 0 to 100, found 140"],
+    );
+    let bad = GOOD.replace("percent: 10", "percent: -1");
+    assert_error(
+        "negative.yaml",
+        &bad,
+        "27:16: faults[0].params.percent:",
+        &["found -1"],
+    );
+}
+
+#[test]
+fn drawn_values_are_checked_for_every_corner_of_the_range() {
+    let bad = GOOD
+        .replace(
+            "topology:",
+            "params:\n  p: {range: [50, 120]}\n  who: {one_of: [db, web]}\ntopology:",
+        )
+        .replace("percent: 10", "percent: \"{{ p }}\"")
+        .replace("      service: db\n", "      service: \"{{ who }}\"\n");
+    let (code, out, _) = validate("draws.yaml", &bad);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("found 120") && out.contains("when p = 120"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unknown service `web`") && out.contains("who = web"),
+        "{out}"
+    );
+}
+
+#[test]
+fn template_typos_are_errors() {
+    let bad = GOOD.replace("percent: 10", "percent: \"{{ los }}\"");
+    assert_error(
+        "typo.yaml",
+        &bad,
+        "27:16: faults[0].params.percent:",
+        &["not a param"],
+    );
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let bad = GOOD
+        .replace("rate: 20", "rate: 0")
+        .replace("percent: 10", "percent: 101")
+        .replace("calls: [db]", "calls: [nope]");
+    let (code, out, _) = validate("many.yaml", &bad);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("workload.rate") && out.contains("calls[0]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_input_to_run_creates_nothing() {
+    if !root_or_skip("bad_input_to_run_creates_nothing") {
+        return;
+    }
+    let before = namespaces();
+    let labs_before = std::fs::read_dir("/run/sandbox/labs")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let file = write_temp("badrun.yaml", &GOOD.replace("percent: 10", "percent: 140"));
+    let out = sandbox()
+        .args(["run", file.as_str(), "--detach"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("expected a percentage"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(namespaces(), before, "no namespace was created");
+    let labs_after = std::fs::read_dir("/run/sandbox/labs")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(labs_before, labs_after, "no lab directory was created");
+}
+
+#[test]
+fn run_without_root_says_so_before_touching_anything() {
+    if !root_or_skip("run_without_root_says_so (needs root to drop to an unprivileged user)") {
+        return;
+    }
+    let before = namespaces();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_sandbox"),
+            "run",
+            "packet-loss",
+            "--detach",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("needs root"), "{}", text(&out));
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
+    assert_eq!(namespaces(), before);
+}
+
+#[test]
+fn a_missing_go_toolchain_is_reported_with_the_command_that_installs_it() {
+    if !root_or_skip("a_missing_go_toolchain_is_reported") {
+        return;
+    }
+    let before = namespaces();
+    let out = sandbox()
+        .args(["run", "packet-loss", "--detach"])
+        .env("SANDBOX_GO", "/nonexistent/go")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("no Go toolchain found"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("apt-get install -y golang-go"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(namespaces(), before);
+}
+
+#[test]
+fn unknown_scenarios_and_labs_are_clear_errors() {
+    let out = sandbox()
+        .args(["validate", "no-such-scenario"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("no scenario named `no-such-scenario`"),
+        "{}",
+        text(&out)
+    );
+    let out = sandbox().args(["status", "zzzzz"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("no lab `zzzzz`"), "{}", text(&out));
+}
+
+#[test]
+fn every_bundled_scenario_is_valid_and_listed() {
+    let out = sandbox().args(["list", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = list.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let bundled = sandbox::scenario::bundled();
+    assert_eq!(
+        ids.len(),
+        bundled.len(),
+        "every bundled scenario parses: {ids:?}"
+    );
+    for b in bundled {
+        let out = sandbox().args(["validate", b.id]).output().unwrap();
+        assert!(out.status.success(), "{}: {}", b.id, text(&out));
+        let s = sandbox::scenario::Source::resolve(b.id)
+            .unwrap()
+            .load()
+            .unwrap();
+        assert_eq!(s.id(), b.id, "file name and metadata.id agree");
+    }
+}
+
+#[test]
+fn the_committed_json_schema_is_current() {
+    let out = sandbox().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario.schema.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(
+        generated == committed,
+        "docs/scenario.schema.json is stale: run `sandbox schema > docs/scenario.schema.json`"
+    );
+    assert!(generated["properties"]["faults"].is_object());
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in [
+        "list",
+        "validate",
+        "run",
+        "status",
+        "logs",
+        "shell",
+        "down",
+        "doctor",
+        "schema",
+        "completions",
+    ] {
+        let out = sandbox().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd}: {}", text(&out));
+        assert!(
+            text(&out).contains("Example"),
+            "`sandbox {cmd} --help` shows an example:\n{}",
+            text(&out)
+        );
+    }
+    let out = sandbox().args(["completions", "bash"]).output().unwrap();
+    assert!(text(&out).contains("sandbox"), "bash completions");
+}

