@@ -1,10 +1,11 @@
-//! Lab start-up and teardown time, warm (Go binaries cached), for the 4-service
-//! `packet-loss` scenario on the netns backend.
+//! Lab start-up and teardown time, warm (Go binaries cached), for 4-service labs on the netns
+//! backend: the bundled `packet-loss` scenario (its fault fires later), and `all-faults.yaml`
+//! beside this file (a fault of every technique active from the start, taken down with them).
 //!
 //!     sudo cargo bench -p sandbox --bench lifecycle            # 20 rounds
 //!     sudo cargo bench -p sandbox --bench lifecycle -- 50      # 50 rounds
 //!
-//! Reports, per round: wall time of `sandbox run packet-loss --detach` (process start to
+//! Reports, per round: wall time of `sandbox run <scenario> --detach` (process start to
 //! return, all services healthy), the supervisor's own start-up time as printed by `run`, and
 //! wall time of `sandbox down` (until nothing of the lab is left).
 
@@ -48,40 +49,35 @@ fn main() {
     );
     assert!(Command::new(BIN).arg("down").status().unwrap().success());
 
-    let (mut up, mut ready, mut down) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let t = Instant::now();
-        let out = Command::new(BIN)
-            .args(["run", "packet-loss", "--detach", "--seed", "1"])
-            .output()
-            .unwrap();
-        up.push(t.elapsed());
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let secs: f64 = text
-            .split("started in ")
-            .nth(1)
-            .and_then(|r| r.split('s').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
-        ready.push(Duration::from_secs_f64(secs));
-        let t = Instant::now();
-        let out = Command::new(BIN).arg("down").output().unwrap();
-        down.push(t.elapsed());
-        assert!(
-            out.status.success()
-                && String::from_utf8_lossy(&out.stdout).contains("nothing of it is left")
-        );
-    }
-    println!(
-        "| measure (4 services + load generator) | rounds | min ms | median ms | p90 ms | max ms |"
-    );
+    println!("| measure (4 services + load generator) | rounds | min ms | median ms | p90 ms | max ms |");
     println!("|---|---|---|---|---|---|");
-    stats("`run --detach` until every service is healthy (wall)", up);
-    stats("supervisor start → ready (as `run` reports)", ready);
-    stats("`down` until nothing is left (wall)", down);
+    let all_faults = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/all-faults.yaml");
+    for (label, scenario) in [("packet-loss", "packet-loss"), ("all-faults", all_faults)] {
+        let (mut up, mut ready, mut down) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let out = Command::new(BIN).args(["run", scenario, "--detach", "--seed", "1"]).output().unwrap();
+            up.push(t.elapsed());
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+            let secs: f64 = text
+                .split("started in ")
+                .nth(1)
+                .and_then(|r| r.split('s').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            ready.push(Duration::from_secs_f64(secs));
+            if label == "all-faults" {
+                // Let every fault be installed before taking the lab down with them.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let t = Instant::now();
+            let out = Command::new(BIN).arg("down").output().unwrap();
+            down.push(t.elapsed());
+            assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing of it is left"));
+        }
+        stats(&format!("{label}: `run --detach` until every service is healthy (wall)"), up);
+        stats(&format!("{label}: supervisor start → ready (as `run` reports)"), ready);
+        stats(&format!("{label}: `down` until nothing is left (wall)"), down);
+    }
 }

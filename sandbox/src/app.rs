@@ -225,7 +225,7 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
     progress.done();
     let st = &launched.state;
     println!(
-        "Lab {} is ready ({} services, seed {seed}, started in {:.2}s).",
+        "Lab {} is ready ({} services, seed {seed}, started in {:.3}s).",
         st.id,
         plan.instances.len(),
         launched.startup.as_secs_f64()
