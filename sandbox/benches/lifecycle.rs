@@ -49,17 +49,26 @@ fn main() {
     );
     assert!(Command::new(BIN).arg("down").status().unwrap().success());
 
-    println!("| measure (4 services + load generator) | rounds | min ms | median ms | p90 ms | max ms |");
+    println!(
+        "| measure (4 services + load generator) | rounds | min ms | median ms | p90 ms | max ms |"
+    );
     println!("|---|---|---|---|---|---|");
     let all_faults = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/all-faults.yaml");
     for (label, scenario) in [("packet-loss", "packet-loss"), ("all-faults", all_faults)] {
         let (mut up, mut ready, mut down) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let t = Instant::now();
-            let out = Command::new(BIN).args(["run", scenario, "--detach", "--seed", "1"]).output().unwrap();
+            let out = Command::new(BIN)
+                .args(["run", scenario, "--detach", "--seed", "1"])
+                .output()
+                .unwrap();
             up.push(t.elapsed());
             let text = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let secs: f64 = text
                 .split("started in ")
                 .nth(1)
@@ -74,10 +83,22 @@ fn main() {
             let t = Instant::now();
             let out = Command::new(BIN).arg("down").output().unwrap();
             down.push(t.elapsed());
-            assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing of it is left"));
+            assert!(
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout).contains("nothing of it is left")
+            );
         }
-        stats(&format!("{label}: `run --detach` until every service is healthy (wall)"), up);
-        stats(&format!("{label}: supervisor start → ready (as `run` reports)"), ready);
-        stats(&format!("{label}: `down` until nothing is left (wall)"), down);
+        stats(
+            &format!("{label}: `run --detach` until every service is healthy (wall)"),
+            up,
+        );
+        stats(
+            &format!("{label}: supervisor start → ready (as `run` reports)"),
+            ready,
+        );
+        stats(
+            &format!("{label}: `down` until nothing is left (wall)"),
+            down,
+        );
     }
 }

@@ -231,9 +231,7 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
         launched.startup.as_secs_f64()
     );
     println!();
-    println!("{}", st.briefing_title);
-    println!("{}", "─".repeat(st.briefing_title.chars().count().min(78)));
-    println!("{}", st.briefing.trim_end());
+    print!("{}", briefing(st));
     if let Some(t) = st.time_limit_s {
         println!();
         println!("Time limit: {}.", report::short_duration_ms(t * 1000));
@@ -262,11 +260,10 @@ fn watch_until_interrupt(id: &LabId, color: bool) -> Result<(), AppError> {
                 _ = tick.tick() => {
                     match LabDir::new(id).read_state() {
                         Some(state) => {
-                            let page = status_page(&state);
                             if std::io::stdout().is_terminal() {
-                                print!("\x1b[2J\x1b[H{page}");
+                                print!("\x1b[2J\x1b[H{}\n{}", briefing(&state), status_page(&state, false));
                             } else {
-                                print!("{page}");
+                                print!("{}", status_page(&state, false));
                             }
                             let _ = std::io::stdout().flush();
                         }
@@ -282,14 +279,35 @@ fn watch_until_interrupt(id: &LabId, color: bool) -> Result<(), AppError> {
     down(Some(id.as_str()), false, color)
 }
 
-fn status_page(state: &State) -> String {
+fn status_page(state: &State, reveal: bool) -> String {
     let now = lab::now_ms();
     let secs = symptoms::read(&LabDir::new(&state.id).load_stats());
     let sym = report::symptoms_of(state, &secs, now);
-    report::status(state, &sym, now)
+    report::status(state, &sym, now, reveal)
 }
 
-pub fn status(id: Option<&str>, json: bool, watch: bool) -> Result<(), AppError> {
+fn briefing(state: &State) -> String {
+    let rule = "─".repeat(state.briefing_title.chars().count().min(78));
+    format!(
+        "{}\n{rule}\n{}\n",
+        state.briefing_title,
+        state.briefing.trim_end()
+    )
+}
+
+pub struct StatusOptions {
+    pub json: bool,
+    pub watch: bool,
+    /// Show what each fault is and where; for instructors and scenario authors.
+    pub reveal: bool,
+}
+
+pub fn status(id: Option<&str>, o: StatusOptions) -> Result<(), AppError> {
+    let StatusOptions {
+        json,
+        watch,
+        reveal,
+    } = o;
     let labs = lab::list();
     if id.is_none() && labs.len() > 1 && !json {
         println!("{}", report::lab_list(&labs, lab::now_ms()));
@@ -310,14 +328,14 @@ pub fn status(id: Option<&str>, json: bool, watch: bool) -> Result<(), AppError>
         return Ok(());
     }
     if !watch {
-        print!("{}", status_page(&state));
+        print!("{}", status_page(&state, reveal));
         return Ok(());
     }
     loop {
         let Some(state) = LabDir::new(&state.id).read_state() else {
             return Ok(());
         };
-        print!("\x1b[2J\x1b[H{}", status_page(&state));
+        print!("\x1b[2J\x1b[H{}", status_page(&state, reveal));
         let _ = std::io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
     }

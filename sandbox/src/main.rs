@@ -53,7 +53,9 @@ enum Cmd {
         timeout: Duration,
     },
     /// Show a lab's services, faults and live symptoms (rate, errors, latency).
-    #[command(after_help = "Examples:\n  sandbox status\n  sandbox status k3f9q --json")]
+    #[command(
+        after_help = "Examples:\n  sandbox status\n  sandbox status k3f9q --json\n  sandbox status --reveal"
+    )]
     Status {
         /// Lab id; needed only when several labs run.
         lab: Option<String>,
@@ -62,6 +64,9 @@ enum Cmd {
         /// Redraw every second.
         #[arg(long, short, conflicts_with = "json")]
         watch: bool,
+        /// Show what each fault is and where (for instructors and scenario authors).
+        #[arg(long)]
+        reveal: bool,
     },
     /// Print a service's log (all its replicas), an instance's, or `supervisor`.
     #[command(after_help = "Examples:\n  sandbox logs backend\n  sandbox logs api-1 -f")]
@@ -139,7 +144,19 @@ fn main() -> ExitCode {
             },
             color,
         ),
-        Cmd::Status { lab, json, watch } => app::status(lab.as_deref(), json, watch),
+        Cmd::Status {
+            lab,
+            json,
+            watch,
+            reveal,
+        } => app::status(
+            lab.as_deref(),
+            app::StatusOptions {
+                json,
+                watch,
+                reveal,
+            },
+        ),
         Cmd::Logs {
             service,
             lab,

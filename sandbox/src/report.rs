@@ -215,8 +215,9 @@ fn when(start: Option<u64>, end: Option<u64>, now: u64) -> String {
     }
 }
 
-/// The whole `sandbox status` page for one lab.
-pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
+/// The whole `sandbox status` page for one lab. Faults show when they fire; what they are and
+/// where only with `reveal`, since finding that out is the learner's job.
+pub fn status(state: &State, sym: &Symptoms, now_ms: u64, reveal: bool) -> String {
     let mut out = String::new();
     let up = state
         .ready_ms
@@ -249,13 +250,21 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
     let _ = writeln!(out, "{}", table(rows));
     if !state.faults.is_empty() {
         let _ = writeln!(out);
-        let rows = state.faults.iter().map(|f| FaultRow {
-            id: f.id.clone(),
-            what: f.description.clone(),
+        let rows = state.faults.iter().enumerate().map(|(i, f)| FaultRow {
+            id: if reveal {
+                f.id.clone()
+            } else {
+                format!("#{}", i + 1)
+            },
+            what: if reveal {
+                f.description.clone()
+            } else {
+                "(hidden: finding it is the exercise)".into()
+            },
             when: when(f.start_ms, f.end_ms, now_ms),
             status: match (&f.status, &f.error, f.packets) {
-                (FaultStatus::Failed, Some(e), _) => format!("failed: {e}"),
-                (FaultStatus::Active, _, Some(p)) => format!("active ({p} packets)"),
+                (FaultStatus::Failed, Some(e), _) if reveal => format!("failed: {e}"),
+                (FaultStatus::Active, _, Some(p)) if reveal => format!("active ({p} packets)"),
                 (s, _, _) => format!("{s:?}").to_lowercase(),
             },
         });
@@ -477,7 +486,16 @@ mod tests {
             })
             .collect();
         let sym = symptoms_of(&s, &secs, 60_000);
-        insta::assert_snapshot!(status(&s, &sym, 60_000));
+        insta::assert_snapshot!(status(&s, &sym, 60_000, true));
+        let hidden = status(&s, &sym, 60_000, false);
+        assert!(
+            !hidden.contains("packet loss") && !hidden.contains("lossy"),
+            "{hidden}"
+        );
+        assert!(
+            hidden.contains("#1") && hidden.contains("20.0s ago"),
+            "{hidden}"
+        );
     }
 
     #[test]

@@ -335,9 +335,18 @@ fn every_command_has_help_with_an_example() {
 
 #[test]
 fn the_documented_example_is_a_valid_scenario() {
-    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-format.md")).unwrap();
-    let start = doc.find("```yaml\napiVersion").expect("an example in docs/scenario-format.md") + "```yaml\n".len();
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-format.md"),
+    )
+    .unwrap();
+    let start = doc
+        .find("```yaml\napiVersion")
+        .expect("an example in docs/scenario-format.md")
+        + "```yaml\n".len();
     let end = start + doc[start..].find("```").unwrap();
     let (code, out, _) = validate("documented.yaml", &doc[start..end]);
-    assert_eq!(code, 0, "the example in docs/scenario-format.md must validate:\n{out}");
+    assert_eq!(
+        code, 0,
+        "the example in docs/scenario-format.md must validate:\n{out}"
+    );
 }
