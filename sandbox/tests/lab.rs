@@ -78,10 +78,24 @@ fn loss_scenario_shows_its_symptom_when_the_fault_fires_and_down_leaves_nothing(
 
     // The human page says the same, and keeps what the fault is to itself unless asked.
     let page = text(&sandbox().args(["status", &lab.id]).output().unwrap());
-    assert!(page.contains("#1") && page.contains("active") && page.contains("before faults"), "{page}");
-    assert!(!page.contains("lossy-ledger") && !page.contains("packet loss"), "status gives the answer away:\n{page}");
-    let revealed = text(&sandbox().args(["status", &lab.id, "--reveal"]).output().unwrap());
-    assert!(revealed.contains("lossy-ledger") && revealed.contains("packet loss on payments ↔ ledger"), "{revealed}");
+    assert!(
+        page.contains("#1") && page.contains("active") && page.contains("before faults"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("lossy-ledger") && !page.contains("packet loss"),
+        "status gives the answer away:\n{page}"
+    );
+    let revealed = text(
+        &sandbox()
+            .args(["status", &lab.id, "--reveal"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        revealed.contains("lossy-ledger") && revealed.contains("packet loss on payments ↔ ledger"),
+        "{revealed}"
+    );
 
     let id = lab.id.clone();
     let out = lab.down();
