@@ -150,12 +150,14 @@ fn udp_loss(net: &Net, from: &str, to: &str, port: u16, count: u32) -> f64 {
     1.0 - got as f64 / count as f64
 }
 
-/// Median round trip of `n` UDP echoes from `from` to `to:port`, in milliseconds.
+/// Median round trip of `n` UDP echoes from `from` to `to:port`, in milliseconds. Echoes
+/// lost on the way (a loss fault may be active) are left out; at least half must return.
 fn udp_rtt_ms(net: &Net, from: &str, to: &str, port: u16, n: usize) -> f64 {
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = spawn_in(net.ns(to), move || {
         let s = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        // Longer than any run of lost echoes the client can wait through.
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 64];
         while let Ok((len, peer)) = s.recv_from(&mut buf) {
@@ -187,14 +189,16 @@ fn udp_rtt_ms(net: &Net, from: &str, to: &str, port: u16, n: usize) -> f64 {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = s.send_to(b"stop", dst);
+        for _ in 0..5 {
+            let _ = s.send_to(b"stop", dst);
+        }
         out
     })
     .join()
     .unwrap();
     server.join().unwrap();
     assert!(
-        rtts.len() >= n * 9 / 10,
+        rtts.len() >= n / 2,
         "only {} of {n} echoes came back",
         rtts.len()
     );
