@@ -118,6 +118,12 @@ pub enum FindError {
     NoSuchLab(String),
     #[error("{} labs are running ({}); name one with --lab", .0.len(), .0.join(", "))]
     Ambiguous(Vec<String>),
+    #[error("no service or instance `{name}` in lab {lab}; it has: {known}")]
+    NoSuchInstance {
+        lab: String,
+        name: String,
+        known: String,
+    },
 }
 
 /// The lab a command means: the one named, or the only one running.
