@@ -355,11 +355,12 @@ fn instances_named(state: &State, name: &str, all: bool) -> Result<Vec<String>, 
         .collect();
     if of.is_empty() {
         let known: Vec<&str> = state.instances.iter().map(|i| i.name.as_str()).collect();
-        return Err(AppError::Failed(format!(
-            "no service or instance `{name}` in lab {}; it has: {}",
-            state.id,
-            known.join(", ")
-        )));
+        return Err(FindError::NoSuchInstance {
+            lab: state.id.to_string(),
+            name: name.to_string(),
+            known: known.join(", "),
+        }
+        .into());
     }
     Ok(if all {
         of
