@@ -542,3 +542,34 @@ pub fn supervise(id: &str) -> u8 {
         None => 2,
     }
 }
+
+pub struct ProbeOptions {
+    pub kind: crate::probe::ProbeKind,
+    pub lab: Option<String>,
+    pub target: Option<String>,
+    pub duration: Option<Duration>,
+    pub json: bool,
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// `sandbox probe`: one probe run against a service of a lab (or the whole lab).
+pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
+    use crate::probe::{self, ProbeError, Scope};
+    let result = Scope::resolve(o.lab.as_deref(), o.target.as_deref()).and_then(|scope| {
+        let opts = probe::Options {
+            kind: o.kind,
+            duration: o.duration,
+            json: o.json,
+            output: o.output,
+        };
+        probe::run(&scope, &opts, &mut std::io::stdout())
+    });
+    match result {
+        Ok(_) => Ok(()),
+        Err(ProbeError::Find(e)) => Err(AppError::Find(e)),
+        Err(e @ (ProbeError::NotRoot | ProbeError::Kernel { .. })) => {
+            Err(AppError::Missing(e.to_string()))
+        }
+        Err(e) => Err(AppError::Failed(e.to_string())),
+    }
+}

@@ -8,13 +8,23 @@
 pub mod app;
 pub mod backend;
 pub mod doctor;
+pub mod ebpf;
 pub mod fault;
 pub mod gobuild;
 pub mod http;
 pub mod lab;
 pub mod plan;
+pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod symptoms;
 pub mod sys;
 pub mod yaml;
+
+/// The bytes of a compiled object in `ebpf/`, aligned for the loader.
+#[macro_export]
+macro_rules! ebpf_object {
+    ($name:literal) => {
+        aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/", $name))
+    };
+}

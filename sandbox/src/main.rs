@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use sandbox::app::{self, AppError, RunOptions};
+use sandbox::probe::ProbeKind;
 
 /// A fault-injection training sandbox: run a small system of Go services, break its network on
 /// a schedule, and find out what went wrong with the bundled probes.
@@ -95,6 +96,30 @@ enum Cmd {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Watch a service with one of the bundled eBPF probes (tcp-retrans, tcp-reset, tcp-drop,
+    /// tcp-connect, tcp-rtt, netpoll, cpu, offcpu, runq).
+    #[command(
+        after_help = "Examples:\n  sudo sandbox probe tcp-retrans --target payments --duration 10s\n  sudo sandbox probe netpoll --target search\n  sudo sandbox probe cpu --target api --duration 5s --output api.svg\n  sudo sandbox probe tcp-drop --json"
+    )]
+    Probe {
+        /// Which probe.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(ProbeKind::ALL.map(ProbeKind::name)))]
+        probe: String,
+        /// A service (all its replicas) or an instance such as `api-1`; the whole lab when absent.
+        #[arg(long, short)]
+        target: Option<String>,
+        #[arg(long)]
+        lab: Option<String>,
+        /// How long to watch; until Ctrl-C when absent (Ctrl-C prints the summary so far).
+        #[arg(long, short, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// JSON lines (attached, one per second, summary) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Where to write a file the probe makes (the cpu probe's flame graph SVG).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Take a lab down and check that nothing of it is left.
     #[command(after_help = "Examples:\n  sudo sandbox down\n  sudo sandbox down --all")]
     Down {
@@ -168,6 +193,24 @@ fn main() -> ExitCode {
             lab,
             command,
         } => app::shell(lab.as_deref(), &service, &command),
+        Cmd::Probe {
+            probe,
+            target,
+            lab,
+            duration,
+            json,
+            output,
+        } => match ProbeKind::from_name(&probe) {
+            Some(kind) => app::probe(app::ProbeOptions {
+                kind,
+                lab,
+                target,
+                duration,
+                json,
+                output,
+            }),
+            None => Err(AppError::Invalid(format!("no probe named `{probe}`"))),
+        },
         Cmd::Down { lab, all } => app::down(lab.as_deref(), all, color),
         Cmd::Doctor { json } => app::doctor(json),
         Cmd::Schema => app::schema(),

@@ -16,6 +16,17 @@ fn table<T: Tabled>(rows: impl IntoIterator<Item = T>) -> String {
     t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
 }
 
+/// A table from plain strings, for callers that build rows at run time (the probes).
+pub fn grid(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(headers.iter().map(|h| h.to_string()));
+    for r in rows {
+        b.push_record(r);
+    }
+    let t = b.build().with(Style::blank()).to_string();
+    t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+}
+
 #[derive(Tabled)]
 struct ScenarioRow {
     #[tabled(rename = "SCENARIO")]
@@ -496,6 +507,18 @@ mod tests {
             hidden.contains("#1") && hidden.contains("20.0s ago"),
             "{hidden}"
         );
+    }
+
+    #[test]
+    fn grids_line_up_plain_strings() {
+        let g = grid(
+            &["FLOW", "SEGS"],
+            vec![
+                vec!["a → b:80".into(), "12".into()],
+                vec!["c → d:7070".into(), "3".into()],
+            ],
+        );
+        assert_eq!(g, " FLOW         SEGS\n a → b:80     12\n c → d:7070   3");
     }
 
     #[test]

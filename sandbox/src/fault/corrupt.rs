@@ -10,15 +10,12 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use aya::maps::{Array, PerCpuArray};
-use aya::programs::{SchedClassifier, TcAttachType};
-use aya::{Ebpf, EbpfLoader};
-
 use super::selector::Selector;
 use super::{FaultError, Place, Wiring};
+use crate::ebpf::{self, Object};
 use crate::sys::cmd;
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!("../../../ebpf/corrupt.bpf.o");
+static OBJECT: &[u8] = crate::ebpf_object!("corrupt.bpf.o");
 
 const MAX_ADDRS: usize = 8;
 const MAX_SELECTORS: usize = 2;
@@ -44,14 +41,14 @@ struct CorruptCfg {
 }
 
 // SAFETY: plain-old-data with explicit padding, laid out exactly like `struct corrupt_cfg`.
-unsafe impl aya::Pod for CorruptCfg {}
+unsafe impl ebpf::Pod for CorruptCfg {}
 
 /// Interfaces with checksum offload turned off, and by how many faults.
 pub type Offloads = Arc<Mutex<BTreeMap<(String, String), u32>>>;
 
 pub struct CorruptFault {
     offloads: Offloads,
-    ebpf: Option<Ebpf>,
+    object: Option<Object>,
     /// (namespace, interface) pairs whose offloads this fault turned off.
     touched: Vec<(String, String)>,
     removed: bool,
@@ -99,7 +96,7 @@ pub fn install(
     let cfg = config(percent, sels)?;
     let mut fault = CorruptFault {
         offloads: offloads.clone(),
-        ebpf: None,
+        object: None,
         touched: Vec::new(),
         removed: false,
     };
@@ -136,49 +133,20 @@ pub fn install(
         fault.offload_off(place.netns(), &w.veth)?;
     }
 
-    let mut ebpf = EbpfLoader::new()
-        .load(OBJECT)
-        .map_err(|e| FaultError::Ebpf(first_line(&e.to_string())))?;
-    let map = ebpf
-        .map_mut("corrupt_config")
-        .ok_or_else(|| FaultError::Ebpf("corrupt_config map missing".into()))?;
-    let mut array: Array<_, CorruptCfg> =
-        Array::try_from(map).map_err(|e| FaultError::Ebpf(e.to_string()))?;
-    array
-        .set(0, cfg, 0)
+    let mut object =
+        Object::load("corrupt.bpf.o", OBJECT, &[]).map_err(|e| FaultError::Ebpf(e.to_string()))?;
+    object
+        .array_set("corrupt_config", 0, cfg)
         .map_err(|e| FaultError::Ebpf(e.to_string()))?;
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut("sbx_corrupt")
-        .ok_or_else(|| FaultError::Ebpf("sbx_corrupt program missing".into()))?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| FaultError::Ebpf(e.to_string()))?;
-    prog.load()
-        .map_err(|e| FaultError::Ebpf(first_line(&format!("{e:?}"))))?;
     let devs: Vec<String> = receivers
         .iter()
         .filter_map(|ip| wiring.by_ip.get(ip).map(|w| w.veth.clone()))
         .collect();
-    // Interface names resolve in the calling thread's namespace: attach from a thread inside.
-    let netns = place.netns().to_string();
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<(), FaultError> {
-            crate::sys::netns::enter(&netns)
-                .map_err(|e| FaultError::Ebpf(format!("entering {netns}: {e}")))?;
-            for dev in &devs {
-                prog.attach(dev, TcAttachType::Egress)
-                    .map_err(|e| FaultError::Ebpf(format!("attaching to {dev}: {e}")))?;
-            }
-            Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(FaultError::Ebpf("attach thread panicked".into())))
-    })?;
-    fault.ebpf = Some(ebpf);
+    object
+        .attach_tc("sbx_corrupt", place.netns(), &devs, true)
+        .map_err(|e| FaultError::Ebpf(e.to_string()))?;
+    fault.object = Some(object);
     Ok(fault)
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
 }
 
 fn ethtool(netns: &str, dev: &str, state: &str) -> Result<(), FaultError> {
@@ -204,23 +172,17 @@ impl CorruptFault {
 
     /// Packets that matched, and packets corrupted, so far.
     pub fn counts(&self) -> (u64, u64) {
-        let Some(ebpf) = &self.ebpf else {
+        let Some(object) = &self.object else {
             return (0, 0);
         };
-        let Some(map) = ebpf.map("corrupt_stats") else {
-            return (0, 0);
-        };
-        let Ok(stats) = PerCpuArray::<_, u64>::try_from(map) else {
-            return (0, 0);
-        };
-        let sum = |i| stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        let sum = |i| object.percpu_sum("corrupt_stats", i).unwrap_or(0);
         (sum(0), sum(1))
     }
 
     fn teardown(&mut self) -> Result<(), FaultError> {
         self.removed = true;
         // Dropping the object closes the TCX links, which detaches the program.
-        self.ebpf = None;
+        self.object = None;
         let mut result = Ok(());
         let mut table = self
             .offloads

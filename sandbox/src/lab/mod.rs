@@ -90,6 +90,10 @@ impl LabDir {
     pub fn supervisor_log(&self) -> PathBuf {
         self.path.join("supervisor.log")
     }
+    /// The evidence journal: one line per probe run.
+    pub fn evidence(&self) -> PathBuf {
+        self.path.join("evidence.jsonl")
+    }
 
     pub fn read_state(&self) -> Option<State> {
         let text = std::fs::read_to_string(self.state_file()).ok()?;

@@ -1,0 +1,371 @@
+//! Loading and attaching the kernel-side programs in `ebpf/`, and reading their maps. The one
+//! place that talks to aya: faults and probes ask for what they need in their own terms.
+//!
+//! Programs are attached with what this kernel family offers without tracefs, kprobes or
+//! fentry: raw tracepoints, uprobes at file offsets, perf events, and tc (TCX).
+
+use std::num::NonZeroU32;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::uprobe::UProbeScope;
+use aya::programs::{PerfEvent, RawTracePoint, SchedClassifier, TcAttachType, UProbe};
+use aya::{Ebpf, EbpfLoader};
+
+pub use aya::Pod;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("loading {object}: {reason}")]
+    Load {
+        object: &'static str,
+        reason: String,
+    },
+    #[error("{object}: attaching {program} to {point}: {reason}")]
+    Attach {
+        object: &'static str,
+        program: String,
+        point: String,
+        reason: String,
+    },
+    #[error("{object}: map {map}: {reason}")]
+    Map {
+        object: &'static str,
+        map: String,
+        reason: String,
+    },
+}
+
+/// The first lines of an error: verifier logs run to kilobytes.
+fn brief(e: &dyn std::fmt::Debug) -> String {
+    let s = format!("{e:?}");
+    let mut lines: Vec<&str> = s.lines().take(6).collect();
+    if s.lines().count() > 6 {
+        lines.push("…");
+    }
+    lines.join("\n")
+}
+
+/// A global (`const volatile`) value to set before loading.
+pub struct Global<'a> {
+    name: &'a str,
+    bytes: &'a [u8],
+}
+
+impl<'a> Global<'a> {
+    pub fn new<T: Pod>(name: &'a str, value: &'a T) -> Global<'a> {
+        // SAFETY: `T: Pod` is plain old data; viewing it as bytes is sound.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
+        Global { name, bytes }
+    }
+}
+
+/// A loaded object; dropping it detaches everything it attached and frees its maps.
+pub struct Object {
+    name: &'static str,
+    bpf: Ebpf,
+}
+
+impl Object {
+    /// Loads `bytes` (CO-RE relocated against the running kernel) with `globals` set.
+    pub fn load(
+        name: &'static str,
+        bytes: &[u8],
+        globals: &[Global<'_>],
+    ) -> Result<Object, EbpfError> {
+        let mut loader = EbpfLoader::new();
+        for g in globals {
+            loader.override_global(g.name, g.bytes, true);
+        }
+        let bpf = loader.load(bytes).map_err(|e| EbpfError::Load {
+            object: name,
+            reason: brief(&e),
+        })?;
+        Ok(Object { name, bpf })
+    }
+
+    fn attach_err(
+        &self,
+        program: &str,
+        point: impl Into<String>,
+        e: impl std::fmt::Debug,
+    ) -> EbpfError {
+        EbpfError::Attach {
+            object: self.name,
+            program: program.into(),
+            point: point.into(),
+            reason: brief(&e),
+        }
+    }
+
+    fn map_err(&self, map: &str, e: impl std::fmt::Debug) -> EbpfError {
+        EbpfError::Map {
+            object: self.name,
+            map: map.into(),
+            reason: brief(&e),
+        }
+    }
+
+    fn program<'p, P>(&'p mut self, program: &str) -> Result<&'p mut P, EbpfError>
+    where
+        &'p mut P: TryFrom<&'p mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let name = self.name;
+        let p = self
+            .bpf
+            .program_mut(program)
+            .ok_or_else(|| EbpfError::Attach {
+                object: name,
+                program: program.into(),
+                point: String::new(),
+                reason: "no such program in the object".into(),
+            })?;
+        p.try_into().map_err(|e| EbpfError::Attach {
+            object: name,
+            program: program.into(),
+            point: String::new(),
+            reason: brief(&e),
+        })
+    }
+
+    /// Attaches `program` (a `SEC("raw_tp")` program) to the kernel tracepoint `tracepoint`,
+    /// e.g. `tcp_retransmit_skb`. Needs no tracefs.
+    pub fn attach_raw_tracepoint(
+        &mut self,
+        program: &str,
+        tracepoint: &str,
+    ) -> Result<(), EbpfError> {
+        let p: &mut RawTracePoint = self.program(program)?;
+        let loaded = p.load();
+        let attached = loaded.and_then(|_| p.attach(tracepoint).map(|_| ()));
+        attached.map_err(|e| self.attach_err(program, tracepoint, e))
+    }
+
+    /// Attaches a tc classifier at the ingress or egress of `devs` in namespace `netns` (TCX,
+    /// so the link goes away with this process).
+    pub fn attach_tc(
+        &mut self,
+        program: &str,
+        netns: &str,
+        devs: &[String],
+        egress: bool,
+    ) -> Result<(), EbpfError> {
+        let p: &mut SchedClassifier = self.program(program)?;
+        if let Err(e) = p.load() {
+            return Err(self.attach_err(program, "tc", e));
+        }
+        let kind = if egress {
+            TcAttachType::Egress
+        } else {
+            TcAttachType::Ingress
+        };
+        // Interface names resolve in the calling thread's namespace: attach from inside.
+        let result = std::thread::scope(|s| {
+            s.spawn(|| -> Result<(), String> {
+                crate::sys::netns::enter(netns).map_err(|e| format!("entering {netns}: {e}"))?;
+                for dev in devs {
+                    p.attach(dev, kind)
+                        .map_err(|e| format!("{dev}: {}", brief(&e)))?;
+                }
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("attach thread panicked".into()))
+        });
+        result.map_err(|reason| EbpfError::Attach {
+            object: self.name,
+            program: program.into(),
+            point: format!("tc in {netns}"),
+            reason,
+        })
+    }
+
+    /// Attaches a uprobe program at each file offset of `binary`, in process `pid` only (or
+    /// every process running the binary). Loads the program once for all offsets.
+    pub fn attach_uprobe(
+        &mut self,
+        program: &str,
+        binary: &Path,
+        offsets: &[u64],
+        pid: Option<u32>,
+    ) -> Result<(), EbpfError> {
+        let scope = match pid.and_then(NonZeroU32::new) {
+            Some(p) => UProbeScope::OneProcess(p),
+            None => UProbeScope::AllProcesses,
+        };
+        let p: &mut UProbe = self.program(program)?;
+        let mut result = p.load().map_err(|e| (String::from("load"), brief(&e)));
+        for off in offsets {
+            if result.is_err() {
+                break;
+            }
+            result = p
+                .attach(*off, binary, scope)
+                .map(|_| ())
+                .map_err(|e| (format!("{}+{off:#x}", binary.display()), brief(&e)));
+        }
+        result.map_err(|(point, reason)| EbpfError::Attach {
+            object: self.name,
+            program: program.into(),
+            point,
+            reason,
+        })
+    }
+
+    /// Attaches a perf_event program to the software CPU clock at `hz` on every online CPU.
+    /// Filtering by process happens in the program.
+    pub fn attach_cpu_clock(&mut self, program: &str, hz: u64) -> Result<(), EbpfError> {
+        let cpus = aya::util::online_cpus()
+            .map_err(|(what, e)| self.attach_err(program, "cpu-clock", format!("{what}: {e}")))?;
+        let p: &mut PerfEvent = self.program(program)?;
+        let mut result = p.load().map_err(|e| brief(&e));
+        for cpu in cpus {
+            if result.is_err() {
+                break;
+            }
+            result = p
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(hz),
+                    false,
+                )
+                .map(|_| ())
+                .map_err(|e| format!("cpu {cpu}: {}", brief(&e)));
+        }
+        result.map_err(|reason| EbpfError::Attach {
+            object: self.name,
+            program: program.into(),
+            point: "cpu-clock".into(),
+            reason,
+        })
+    }
+
+    fn map_data(&mut self, map: &str) -> Result<&mut aya::maps::Map, EbpfError> {
+        let name = self.name;
+        self.bpf.map_mut(map).ok_or_else(|| EbpfError::Map {
+            object: name,
+            map: map.into(),
+            reason: "no such map".into(),
+        })
+    }
+
+    /// Sets element `index` of an array map.
+    pub fn array_set<T: Pod>(&mut self, map: &str, index: u32, value: T) -> Result<(), EbpfError> {
+        let object = self.name;
+        let err = |e: &dyn std::fmt::Debug| EbpfError::Map {
+            object,
+            map: map.into(),
+            reason: brief(&e),
+        };
+        let mut a: Array<&mut MapData, T> =
+            Array::try_from(self.map_data(map)?).map_err(|e| err(&e))?;
+        a.set(index, value, 0).map_err(|e| err(&e))
+    }
+
+    /// Inserts into a hash map.
+    pub fn hash_insert<K: Pod, V: Pod>(
+        &mut self,
+        map: &str,
+        key: K,
+        value: V,
+    ) -> Result<(), EbpfError> {
+        let object = self.name;
+        let err = |e: &dyn std::fmt::Debug| EbpfError::Map {
+            object,
+            map: map.into(),
+            reason: brief(&e),
+        };
+        let mut h: HashMap<&mut MapData, K, V> =
+            HashMap::try_from(self.map_data(map)?).map_err(|e| err(&e))?;
+        h.insert(key, value, 0).map_err(|e| err(&e))
+    }
+
+    /// Every entry of a hash map (or LRU hash map).
+    pub fn hash_entries<K: Pod, V: Pod>(&self, map: &str) -> Result<Vec<(K, V)>, EbpfError> {
+        let m = self
+            .bpf
+            .map(map)
+            .ok_or_else(|| self.map_err(map, "no such map"))?;
+        let h: HashMap<&MapData, K, V> = HashMap::try_from(m).map_err(|e| self.map_err(map, e))?;
+        Ok(h.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Element `index` of a per-CPU array of counters, summed over CPUs.
+    pub fn percpu_sum(&self, map: &str, index: u32) -> Result<u64, EbpfError> {
+        let m = self
+            .bpf
+            .map(map)
+            .ok_or_else(|| self.map_err(map, "no such map"))?;
+        let a: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(m).map_err(|e| self.map_err(map, e))?;
+        let v = a.get(&index, 0).map_err(|e| self.map_err(map, e))?;
+        Ok(v.iter().sum())
+    }
+
+    /// The instruction pointers of stack `id`, leaf first.
+    pub fn stack(&self, map: &str, id: u32) -> Result<Vec<u64>, EbpfError> {
+        let m = self
+            .bpf
+            .map(map)
+            .ok_or_else(|| self.map_err(map, "no such map"))?;
+        let s: StackTraceMap<&MapData> =
+            StackTraceMap::try_from(m).map_err(|e| self.map_err(map, e))?;
+        let trace = s.get(&id, 0).map_err(|e| self.map_err(map, e))?;
+        Ok(trace.frames().iter().map(|f| f.ip).collect())
+    }
+
+    /// Takes a ring buffer map out of the object, to read events from.
+    pub fn ring(&mut self, map: &str) -> Result<Ring, EbpfError> {
+        let m = self
+            .bpf
+            .take_map(map)
+            .ok_or_else(|| self.map_err(map, "no such map"))?;
+        let rb = RingBuf::try_from(m).map_err(|e| self.map_err(map, e))?;
+        Ok(Ring { rb })
+    }
+}
+
+/// Events from a ring buffer map.
+pub struct Ring {
+    rb: RingBuf<MapData>,
+}
+
+impl Ring {
+    /// Calls `f` with every event waiting; returns how many there were.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.rb.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Waits until events are waiting or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
+            .unwrap_or(PollTimeout::ZERO);
+        let mut fds = [PollFd::new(self.rb.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, ms);
+    }
+}
+
+/// Reads a `#[repr(C)]` event out of a ring buffer record.
+pub fn read_event<T: Pod>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() >= size_of::<T>()).then(|| {
+        // SAFETY: the record holds at least size_of::<T>() bytes and T is plain old data;
+        // read_unaligned copes with the ring's 8-byte alignment.
+        unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+    })
+}
+
+/// Kernel symbols (/proc/kallsyms), for kernel stacks.
+pub fn kernel_symbols() -> std::collections::BTreeMap<u64, String> {
+    aya::util::kernel_symbols().unwrap_or_default()
+}

@@ -1,0 +1,138 @@
+//! What a probe may see: the processes, namespaces and addresses of one service of one lab
+//! (or of the whole lab), resolved from the lab's published state.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+
+use super::ProbeError;
+use crate::backend::netns::{instance_ns, lab_ns};
+use crate::lab::{self, FindError, LabDir, State};
+
+/// One instance a probe looks at.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub service: String,
+    pub ip: Ipv4Addr,
+    /// Inode of its network namespace, as the kernel reports `net->ns.inum`.
+    pub netns_inode: u64,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub state: State,
+    /// The service or instance asked for; `None` for the whole lab.
+    pub target: Option<String>,
+    /// The instances targeted (every instance, and the load generator, without a target).
+    pub members: Vec<Member>,
+    /// Inode of the lab's bridge namespace, where faults act on forwarded packets.
+    pub bridge_inode: u64,
+    /// Every address of the lab, for naming peers.
+    names: BTreeMap<Ipv4Addr, String>,
+}
+
+fn inode_of(ns: &str) -> Result<u64, ProbeError> {
+    std::fs::metadata(crate::sys::netns::path(ns))
+        .map(|m| m.ino())
+        .map_err(|source| ProbeError::Io {
+            what: format!("network namespace {ns}"),
+            source,
+        })
+}
+
+impl Scope {
+    /// The lab `lab` (or the only one running) and, in it, `target`: a service (all its
+    /// replicas) or one instance such as `api-1`.
+    pub fn resolve(lab_id: Option<&str>, target: Option<&str>) -> Result<Scope, ProbeError> {
+        let state = lab::find(lab_id)?;
+        if state.phase != lab::Phase::Ready {
+            return Err(ProbeError::Target(format!(
+                "lab {} is not ready ({:?}: {})",
+                state.id, state.phase, state.step
+            )));
+        }
+        let chosen: Vec<&lab::InstanceState> = match target {
+            None => state.instances.iter().collect(),
+            Some(t) => {
+                let exact: Vec<_> = state.instances.iter().filter(|i| i.name == t).collect();
+                if exact.is_empty() {
+                    state.instances.iter().filter(|i| i.service == t).collect()
+                } else {
+                    exact
+                }
+            }
+        };
+        if chosen.is_empty() {
+            let known: Vec<&str> = state.instances.iter().map(|i| i.name.as_str()).collect();
+            return Err(FindError::NoSuchInstance {
+                lab: state.id.to_string(),
+                name: target.unwrap_or_default().to_string(),
+                known: known.join(", "),
+            }
+            .into());
+        }
+        let mut members = Vec::new();
+        for i in chosen {
+            members.push(Member {
+                name: i.name.clone(),
+                service: i.service.clone(),
+                ip: i
+                    .ip
+                    .parse()
+                    .map_err(|_| ProbeError::Target(format!("{} has no address", i.name)))?,
+                netns_inode: inode_of(&instance_ns(&state.id, &i.name))?,
+                pid: i.pid,
+            });
+        }
+        let names = state
+            .instances
+            .iter()
+            .filter_map(|i| Some((i.ip.parse().ok()?, i.name.clone())))
+            .collect();
+        let bridge_inode = inode_of(&lab_ns(&state.id))?;
+        Ok(Scope {
+            target: target.map(str::to_string),
+            members,
+            bridge_inode,
+            names,
+            state,
+        })
+    }
+
+    /// `backend (backend-0, backend-1) in lab k3f9q`.
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
+        match &self.target {
+            Some(t) if names.len() == 1 && names[0] == t => format!("{t} in lab {}", self.state.id),
+            Some(t) => format!("{t} ({}) in lab {}", names.join(", "), self.state.id),
+            None => format!("all of lab {}", self.state.id),
+        }
+    }
+
+    /// The instance name of a lab address, or the address itself.
+    pub fn name_of(&self, ip: Ipv4Addr) -> String {
+        self.names
+            .get(&ip)
+            .cloned()
+            .unwrap_or_else(|| ip.to_string())
+    }
+
+    pub fn ips(&self) -> Vec<Ipv4Addr> {
+        self.members.iter().map(|m| m.ip).collect()
+    }
+
+    pub fn netns_inodes(&self) -> Vec<u64> {
+        self.members.iter().map(|m| m.netns_inode).collect()
+    }
+
+    /// Processes of the targeted instances that are running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.pid).collect()
+    }
+
+    pub fn lab_dir(&self) -> LabDir {
+        LabDir::new(&self.state.id)
+    }
+}
