@@ -29,7 +29,8 @@ pub struct Scope {
     pub members: Vec<Member>,
     /// Inode of the lab's bridge namespace, where faults act on forwarded packets.
     pub bridge_inode: u64,
-    /// Every address of the lab, for naming peers.
+    /// Every instance of the lab (not only the targeted ones), for naming peers and places.
+    pub all: Vec<Member>,
     names: BTreeMap<Ipv4Addr, String>,
 }
 
@@ -73,9 +74,8 @@ impl Scope {
             }
             .into());
         }
-        let mut members = Vec::new();
-        for i in chosen {
-            members.push(Member {
+        let member = |i: &lab::InstanceState| -> Result<Member, ProbeError> {
+            Ok(Member {
                 name: i.name.clone(),
                 service: i.service.clone(),
                 ip: i
@@ -84,18 +84,24 @@ impl Scope {
                     .map_err(|_| ProbeError::Target(format!("{} has no address", i.name)))?,
                 netns_inode: inode_of(&instance_ns(&state.id, &i.name))?,
                 pid: i.pid,
-            });
-        }
-        let names = state
+            })
+        };
+        let members = chosen
+            .into_iter()
+            .map(member)
+            .collect::<Result<Vec<_>, _>>()?;
+        let all = state
             .instances
             .iter()
-            .filter_map(|i| Some((i.ip.parse().ok()?, i.name.clone())))
-            .collect();
+            .map(member)
+            .collect::<Result<Vec<_>, _>>()?;
+        let names = all.iter().map(|m| (m.ip, m.name.clone())).collect();
         let bridge_inode = inode_of(&lab_ns(&state.id))?;
         Ok(Scope {
             target: target.map(str::to_string),
             members,
             bridge_inode,
+            all,
             names,
             state,
         })
@@ -125,6 +131,40 @@ impl Scope {
 
     pub fn netns_inodes(&self) -> Vec<u64> {
         self.members.iter().map(|m| m.netns_inode).collect()
+    }
+
+    /// Every network namespace of the lab: the instances' and the bridge's.
+    pub fn lab_inodes(&self) -> Vec<u64> {
+        self.all
+            .iter()
+            .map(|m| m.netns_inode)
+            .chain(std::iter::once(self.bridge_inode))
+            .collect()
+    }
+
+    /// Where a namespace inode belongs: an instance name, or the lab network (the bridge).
+    pub fn place_of(&self, inode: u64) -> String {
+        if inode == self.bridge_inode {
+            return "network".into();
+        }
+        self.all
+            .iter()
+            .find(|m| m.netns_inode == inode)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| format!("netns {inode}"))
+    }
+
+    /// Ports the lab's services listen on: the server side of every connection.
+    pub fn service_ports(&self) -> Vec<u16> {
+        let mut p: Vec<u16> = self
+            .state
+            .instances
+            .iter()
+            .flat_map(|i| i.ports.iter().copied())
+            .collect();
+        p.sort();
+        p.dedup();
+        p
     }
 
     /// Processes of the targeted instances that are running.
