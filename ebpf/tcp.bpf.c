@@ -300,16 +300,27 @@ int inet_sock_set_state(__u64 *ctx)
 	return emit_sock(sk, EV_CONNECT, took > 0xffffffff ? 0xffffffff : (__u32)took, new == TCP_CLOSE ? (err ? err : -1) : 0);
 }
 
+// Frees that are not packet loss: used packets, queues purged when a socket closes, and the
+// unlabelled frees of closing connections.
+static __always_inline int not_a_drop(__u32 reason)
+{
+	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED) ||
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET) ||
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return 1;
+	return bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_QUEUE_PURGE) &&
+	       reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_QUEUE_PURGE);
+}
+
 // skb:kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, struct sock *rx_sk)
 // Packets dropped anywhere in the lab, including the bridge namespace where network faults
-// drop them. Freed-after-use packets (SKB_CONSUMED) are not drops.
+// drop them.
 SEC("raw_tp/kfree_skb")
 int kfree_skb(__u64 *ctx)
 {
 	const struct sk_buff *skb = (const struct sk_buff *)ctx[0];
 	__u32 reason = (__u32)ctx[2];
-	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED) ||
-	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET))
+	if (not_a_drop(reason))
 		return 0;
 	__u32 netns = skb_netns(skb);
 	if (!netns_ok(netns))
@@ -329,7 +340,9 @@ int kfree_skb(__u64 *ctx)
 }
 
 // tcp:tcp_probe(struct sock *sk, const struct sk_buff *skb): a segment arrived on an
-// established connection; sample the smoothed RTT (srtt_us is kept << 3).
+// established connection; sample the smoothed RTT (srtt_us is kept << 3). The kernel's own
+// minimum RTT is not used: its window spans minutes, so it still shows the path from before a
+// fault started.
 SEC("raw_tp/tcp_probe")
 int tcp_probe(__u64 *ctx)
 {

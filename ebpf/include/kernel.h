@@ -46,8 +46,6 @@ struct sock {
 
 struct tcp_sock {
 	__u32 srtt_us; /* smoothed RTT << 3, in microseconds */
-	__u32 mdev_us;
-	__u32 total_retrans;
 };
 
 struct net_device {
@@ -83,4 +81,6 @@ struct task_struct {
 enum skb_drop_reason {
 	SKB_NOT_DROPPED_YET = 0,
 	SKB_CONSUMED = 1,
+	SKB_DROP_REASON_NOT_SPECIFIED = 2,
+	SKB_DROP_REASON_QUEUE_PURGE = 3,
 };

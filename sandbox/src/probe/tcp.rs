@@ -223,10 +223,12 @@ struct Connects {
 #[derive(Default)]
 struct Rtt {
     samples: u64,
+    /// Smoothed RTT: the path plus queueing plus the peer's delayed ACKs.
     sum_us: u64,
-    min_us: u64,
     max_us: u64,
-    last_us: u64,
+    /// The lowest smoothed RTT seen in the run: close to the path's own RTT, since srtt dips
+    /// whenever ACKs come back at once.
+    path_us: u64,
     hist: Log2Hist,
 }
 
@@ -328,11 +330,10 @@ impl TcpProbe {
             EV_RTT => {
                 let v = u64::from(e.value);
                 let r = self.agg.rtt.entry(view.flow(&e)).or_default();
-                r.min_us = if r.samples == 0 { v } else { r.min_us.min(v) };
+                r.path_us = if r.samples == 0 { v } else { r.path_us.min(v) };
                 r.samples += 1;
                 r.sum_us += v;
                 r.max_us = r.max_us.max(v);
-                r.last_us = v;
                 r.hist.add(v);
                 self.agg.rtt_all.add(v);
             }
@@ -559,19 +560,16 @@ impl TcpProbe {
         flows.sort_by(|a, b| {
             (b.1.client_got + b.1.server_got).cmp(&(a.1.client_got + a.1.server_got))
         });
-        let who = |r: &Resets| -> &'static str {
-            let got = r.client_got + r.server_got;
-            let sent = r.client_sent + r.server_sent;
+        // Resets one side received that the other never sent came from the network between.
+        let who = |got: u64, peer_sent: u64| -> &'static str {
             if got == 0 {
                 "-"
-            } else if sent == 0 {
-                "the network: neither end sent them"
-            } else if r.client_got > 0 && r.server_sent >= r.client_got {
-                "the server"
-            } else if r.server_got > 0 && r.client_sent >= r.server_got {
-                "the client"
+            } else if peer_sent == 0 {
+                "network"
+            } else if peer_sent >= got {
+                "peer"
             } else {
-                "partly the network"
+                "peer and network"
             }
         };
         if flows.is_empty() {
@@ -585,7 +583,8 @@ impl TcpProbe {
                     r.client_sent.to_string(),
                     r.server_sent.to_string(),
                     r.while_connecting.to_string(),
-                    who(r).to_string(),
+                    who(r.client_got, r.server_sent).to_string(),
+                    who(r.server_got, r.client_sent).to_string(),
                 ]
             });
             text.push_str(&grid(
@@ -596,11 +595,14 @@ impl TcpProbe {
                     "CLIENT SENT",
                     "SERVER SENT",
                     "REFUSED",
-                    "SENT BY",
+                    "CLIENT'S FROM",
+                    "SERVER'S FROM",
                 ],
                 rows,
             ));
-            text.push('\n');
+            text.push_str(
+                "\n(FROM: `peer` = the other end sent them; `network` = neither end did, something in between forged them)\n",
+            );
         }
         let summary = json!({
             "received": total,
@@ -608,7 +610,9 @@ impl TcpProbe {
                 "client": client, "server": server, "port": port,
                 "client_received": r.client_got, "server_received": r.server_got,
                 "client_sent": r.client_sent, "server_sent": r.server_sent,
-                "refused": r.while_connecting, "sent_by": who(r),
+                "refused": r.while_connecting,
+                "client_resets_from": who(r.client_got, r.server_sent),
+                "server_resets_from": who(r.server_got, r.client_sent),
             })).collect::<Vec<_>>(),
         });
         Report { text, summary }
@@ -743,12 +747,13 @@ impl TcpProbe {
 
     fn report_rtt(&self) -> Report {
         let mut flows: Vec<_> = self.agg.rtt.iter().collect();
-        flows.sort_by(|a, b| {
-            (b.1.sum_us / b.1.samples.max(1)).cmp(&(a.1.sum_us / a.1.samples.max(1)))
-        });
+        flows.sort_by(|a, b| b.1.path_us.cmp(&a.1.path_us));
         let mut text = String::from(
-            "Smoothed RTT per connection side (the kernel's srtt, sampled on received segments):\n",
+            "RTT per connection side (the kernel's smoothed RTT, sampled on received segments).\n\
+             PATH is the lowest it got during the run, close to the network's own RTT; the mean adds\n\
+             queueing and the peer's delayed ACKs.\n",
         );
+        let mean = |r: &Rtt| r.sum_us / r.samples.max(1);
         if flows.is_empty() {
             text.push_str("No established connections carried traffic in scope.\n");
         } else {
@@ -757,32 +762,30 @@ impl TcpProbe {
                 vec![
                     f.to_string(),
                     r.samples.to_string(),
-                    ms(r.sum_us / r.samples.max(1)),
-                    ms(r.min_us),
+                    ms(r.path_us),
+                    ms(mean(r)),
                     ms(r.max_us),
-                    ms(r.last_us),
                 ]
             });
             text.push_str(&grid(
                 &[
                     "FLOW (measured by → peer)",
                     "SAMPLES",
-                    "MEAN ms",
-                    "MIN ms",
-                    "MAX ms",
-                    "LAST ms",
+                    "PATH ms",
+                    "SRTT ms",
+                    "SRTT MAX ms",
                 ],
                 rows,
             ));
-            text.push_str("\n\nAll samples (µs):\n");
+            text.push_str("\n\nAll SRTT samples (µs):\n");
             text.push_str(&self.agg.rtt_all.render("µs"));
         }
         let summary = json!({
             "flows": flows.iter().map(|(f, r)| {
                 let mut v = f.json();
                 v["samples"] = json!(r.samples);
-                v["mean_us"] = json!(r.sum_us / r.samples.max(1));
-                v["min_us"] = json!(r.min_us);
+                v["path_us"] = json!(r.path_us);
+                v["mean_us"] = json!(mean(r));
                 v["max_us"] = json!(r.max_us);
                 v
             }).collect::<Vec<_>>(),

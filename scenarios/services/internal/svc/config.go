@@ -92,7 +92,7 @@ func ParseFlags(program, defaultListen, upstreamScheme string, args []string, st
 	fs.Var((*upstreamList)(&c.Upstreams), "upstream", "upstream `URL` (http://host:port or tcp://host:port); repeatable")
 	fs.DurationVar(&c.Timeout, "timeout", time.Second, "per-call timeout towards an upstream")
 	fs.IntVar(&c.Retries, "retries", 2, "extra tries after a failed call (gateway only)")
-	fs.IntVar(&c.Pool, "pool", 32, "idle connections kept per upstream (backend: also the most open to each store)")
+	fs.IntVar(&c.Pool, "pool", 32, "idle connections kept per upstream, 0 for a new connection per call (backend: also the most open to each store)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err // the flag package has printed it, with the usage
 	}
@@ -111,8 +111,10 @@ func (c *Config) validate(extra []string, upstreamScheme string) error {
 		return errors.New("-timeout must be positive")
 	case c.Retries < 0:
 		return errors.New("-retries must not be negative")
-	case c.Pool < 1:
-		return errors.New("-pool must be at least 1")
+	case c.Pool < 0:
+		return errors.New("-pool must not be negative")
+	case c.Pool == 0 && upstreamScheme == "tcp":
+		return errors.New("-pool must be at least 1: it also bounds the connections to each store")
 	}
 	if upstreamScheme == "" {
 		if len(c.Upstreams) > 0 {

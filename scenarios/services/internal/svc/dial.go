@@ -40,15 +40,18 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	return d.Dialer.DialContext(ctx, network, net.JoinHostPort(addrs[Intn(len(addrs))], port))
 }
 
-// NewTransport returns a keep-alive HTTP/1.1 transport that keeps up to
-// idlePerHost idle connections per upstream and dials through d. Proxies from
-// the environment are ignored: services talk to their peers directly.
+// NewTransport returns an HTTP/1.1 transport that keeps up to idlePerHost
+// idle connections per upstream and dials through d; with idlePerHost 0 it
+// opens a new connection for every call, as clients without pooling do.
+// Proxies from the environment are ignored: services talk to their peers
+// directly.
 func NewTransport(d *Dialer, idlePerHost int) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		MaxIdleConns:          0, // no global cap; the per-host cap applies
 		MaxIdleConnsPerHost:   idlePerHost,
+		DisableKeepAlives:     idlePerHost == 0,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,
