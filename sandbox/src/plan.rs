@@ -103,6 +103,7 @@ pub enum Effect {
     Hang { percent: f64 },
     Leak,
     CpuBurn { goroutines: u32 },
+    CpuStarve { hogs: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -193,6 +194,9 @@ impl std::fmt::Display for Effect {
             Effect::Hang { percent } => write!(f, "handler hangs on {percent}% of requests"),
             Effect::Leak => write!(f, "goroutine leak"),
             Effect::CpuBurn { goroutines } => write!(f, "CPU burn ({goroutines} goroutines)"),
+            Effect::CpuStarve { hogs } => {
+                write!(f, "CPU starvation ({hogs} busy threads on its CPU)")
+            }
         }
     }
 }
@@ -683,6 +687,23 @@ impl<'a> Builder<'a> {
                     None => 1,
                 };
                 Effect::CpuBurn { goroutines: n }
+            }
+            FaultKind::CpuStarve => {
+                let n = match &p.hogs {
+                    Some(g) => {
+                        let v = self.value(g, &format!("{ppath}.hogs"))?;
+                        if v == 0 || v > 16 {
+                            self.err(
+                                g.pos,
+                                &format!("{ppath}.hogs"),
+                                "expected 1 to 16 busy threads",
+                            );
+                        }
+                        v
+                    }
+                    None => 3,
+                };
+                Effect::CpuStarve { hogs: n }
             }
         })
     }

@@ -62,6 +62,7 @@ impl Net {
             Effect::SynDrop { .. } => FaultKind::SynDrop,
             Effect::Bandwidth { .. } => FaultKind::Bandwidth,
             Effect::Corrupt { .. } => FaultKind::Corrupt,
+            Effect::CpuStarve { .. } => FaultKind::CpuStarve,
             other => panic!("not a packet fault: {other:?}"),
         };
         let plan = FaultPlan {
@@ -722,4 +723,70 @@ fn faults_on_one_link_compose_and_come_off_one_at_a_time() {
         rtt9090 - base
     );
     other.remove().unwrap();
+}
+
+/// CPU time (ns) and run-queue wait (ns) of a process, from /proc/PID/schedstat.
+fn schedstat(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    let v: Vec<u64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1])
+}
+
+#[test]
+fn cpu_starvation_takes_the_cpu_from_the_target_only() {
+    if !root_or_skip("cpu_starvation_takes_the_cpu_from_the_target_only") {
+        return;
+    }
+    let _g = serial();
+    let net = Net::new();
+    // A busy process in b and one in c; only b is starved.
+    let spawn_busy = |svc: &str| {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.ns(svc),
+                "sh",
+                "-c",
+                "while :; do :; done",
+            ])
+            .spawn()
+            .unwrap()
+    };
+    let mut b = spawn_busy("b");
+    let mut c = spawn_busy("c");
+    // `ip netns exec` enters the namespace before it becomes the shell.
+    std::thread::sleep(Duration::from_millis(200));
+    let share = |pid: u32| {
+        let (cpu0, wait0) = schedstat(pid);
+        std::thread::sleep(Duration::from_secs(2));
+        let (cpu1, wait1) = schedstat(pid);
+        ((cpu1 - cpu0) as f64 / 2e9, (wait1 - wait0) as f64 / 2e9)
+    };
+    let f = net.inject(
+        0,
+        Effect::CpuStarve { hogs: 3 },
+        service("b", Direction::Both, None),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (cpu_b, wait_b) = share(b.id());
+    let (cpu_c, wait_c) = share(c.id());
+    eprintln!("cpu-starve: b got {cpu_b:.2} CPU-s/s, waited {wait_b:.2} s/s; c got {cpu_c:.2}, waited {wait_c:.2}");
+    assert!(
+        cpu_b < 0.4,
+        "b shares its CPU with 3 busy threads: {cpu_b:.2} CPU-seconds per second"
+    );
+    assert!(
+        wait_b > 0.5,
+        "b waits for the CPU most of the time: {wait_b:.2}"
+    );
+    assert!(wait_c < wait_b && cpu_c > cpu_b, "c is not pinned with the busy threads: {cpu_c:.2}, {wait_c:.2}");
+    f.remove().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (cpu_b, _) = share(b.id());
+    assert!(cpu_b > 0.4, "removed: b runs again ({cpu_b:.2})");
+    let _ = b.kill();
+    let _ = c.kill();
+    let _ = b.wait();
+    let _ = c.wait();
 }

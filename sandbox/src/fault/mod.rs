@@ -10,6 +10,7 @@
 //! | bandwidth | htb class (+ ifb for traffic leaving an instance) |
 //! | corrupt | eBPF tc program (TCX) + checksum offload off |
 //! | slow, hang, leak, cpu-burn | the Go service's `/admin/fault` switch |
+//! | cpu-starve | the service pinned to one CPU, busy threads of the supervisor on it |
 
 mod app;
 mod corrupt;
@@ -17,6 +18,7 @@ mod delay;
 mod nft;
 pub mod selector;
 mod shape;
+mod starve;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -99,6 +101,7 @@ pub enum Active {
     Shape(shape::ShapeFault),
     Corrupt(corrupt::CorruptFault),
     App(app::AppFault),
+    Starve(starve::StarveFault),
 }
 
 impl Active {
@@ -109,6 +112,7 @@ impl Active {
             Active::Shape(f) => f.remove(),
             Active::Corrupt(f) => f.remove(),
             Active::App(f) => f.remove(),
+            Active::Starve(f) => f.remove(),
         }
     }
 
@@ -118,7 +122,7 @@ impl Active {
             Active::Nft(f) => f.packets().ok(),
             Active::Delay(f) => Some(f.released()),
             Active::Corrupt(f) => Some(f.counts().1),
-            Active::Shape(_) | Active::App(_) => None,
+            Active::Shape(_) | Active::App(_) | Active::Starve(_) => None,
         }
     }
 }
@@ -139,8 +143,8 @@ impl Injector {
     /// Installs fault number `index` of the plan.
     pub fn inject(&self, index: usize, f: &FaultPlan) -> Result<Active, FaultError> {
         let comment = format!("sandbox lab={} fault={}", self.lab, f.id);
-        if f.kind.is_app() {
-            let ips = match &f.target {
+        if f.kind.is_process() {
+            let ips: Vec<Ipv4Addr> = match &f.target {
                 FaultTarget::Service {
                     service,
                     replica: Some(r),
@@ -158,6 +162,14 @@ impl Injector {
                     )));
                 }
             };
+            if let Effect::CpuStarve { hogs } = f.effect {
+                let pids: Vec<i32> = ips
+                    .iter()
+                    .filter_map(|ip| self.wiring.by_ip.get(ip))
+                    .flat_map(|w| crate::sys::netns::pids(&w.netns))
+                    .collect();
+                return starve::install(&pids, hogs).map(Active::Starve);
+            }
             return app::install(&f.effect, &ips).map(Active::App);
         }
         let sels = selector::selectors(&f.target, &f.effect, &self.book);

@@ -280,6 +280,9 @@ pub enum FaultKind {
     Leak,
     /// App-level: goroutines burn CPU in the service.
     CpuBurn,
+    /// A noisy neighbour: the service is pinned to one CPU and busy threads outside the lab
+    /// compete for it, so its runnable threads wait for a CPU.
+    CpuStarve,
 }
 
 impl FaultKind {
@@ -297,7 +300,14 @@ impl FaultKind {
             FaultKind::Hang => "hang",
             FaultKind::Leak => "leak",
             FaultKind::CpuBurn => "cpu-burn",
+            FaultKind::CpuStarve => "cpu-starve",
         }
+    }
+
+    /// Faults that act on a service's processes rather than on packets: no link, direction
+    /// or port.
+    pub fn is_process(self) -> bool {
+        self.is_app() || self == FaultKind::CpuStarve
     }
 
     /// App-level faults are switched inside the Go service; the rest act on packets.
@@ -385,6 +395,9 @@ pub struct FaultParams {
     /// Goroutines that burn CPU (`cpu-burn`).
     #[serde(default)]
     pub goroutines: Option<Spanned<Tpl<u32>>>,
+    /// Busy threads competing for the service's CPU (`cpu-starve`).
+    #[serde(default)]
+    pub hogs: Option<Spanned<Tpl<u32>>>,
 }
 
 /// What the learner is told: symptoms only, written like an incident report.

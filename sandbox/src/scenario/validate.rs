@@ -416,6 +416,7 @@ pub(crate) fn params_of(kind: FaultKind) -> (&'static [&'static str], &'static [
         FaultKind::Bandwidth => (&["rate"], &["rate"]),
         FaultKind::Slow => (&["delay", "percent"], &["delay"]),
         FaultKind::CpuBurn => (&["goroutines"], &[]),
+        FaultKind::CpuStarve => (&["hogs"], &[]),
     }
 }
 
@@ -435,12 +436,13 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
         let kind = *f.kind;
         check_target(c, kind, &f.target, &format!("{path}.target"));
         let (allowed, required) = params_of(kind);
-        let given: [(&str, Option<Pos>); 5] = [
+        let given: [(&str, Option<Pos>); 6] = [
             ("percent", f.params.percent.as_ref().map(|p| p.pos)),
             ("delay", f.params.delay.as_ref().map(|p| p.pos)),
             ("jitter", f.params.jitter.as_ref().map(|p| p.pos)),
             ("rate", f.params.rate.as_ref().map(|p| p.pos)),
             ("goroutines", f.params.goroutines.as_ref().map(|p| p.pos)),
+            ("hogs", f.params.hogs.as_ref().map(|p| p.pos)),
         ];
         let takes = if allowed.is_empty() {
             "no parameters".to_string()
@@ -476,7 +478,7 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
         (Some(_), Some(_)) | (None, None) => {
             c.err(pos, path, "expected exactly one of `service` or `link`")
         }
-        (None, Some(_)) if kind.is_app() => c.err(
+        (None, Some(_)) if kind.is_process() => c.err(
             pos,
             path,
             format!("`{kind}` is switched inside a service; expected `service`, not `link`"),
@@ -490,7 +492,7 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
     }
     if let Some(d) = &t.direction {
         let dpath = format!("{path}.direction");
-        if kind == FaultKind::Partition || kind.is_app() {
+        if kind == FaultKind::Partition || kind.is_process() {
             c.err(
                 d.pos,
                 dpath,
@@ -527,7 +529,7 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
         }
     }
     if let Some(p) = &t.port
-        && kind.is_app()
+        && kind.is_process()
     {
         c.err(
             p.pos,

@@ -1,0 +1,132 @@
+//! CPU starvation by a noisy neighbour: the target's processes are pinned to one CPU and busy
+//! threads (in this process, outside the lab, so nothing inside the lab shows them) are pinned
+//! to the same CPU. The target keeps running, but its runnable threads wait in the run queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
+
+use super::FaultError;
+
+/// The CPU everything is pinned to: the last online one, so CPU 0 stays for the rest.
+fn victim_cpu() -> Result<usize, FaultError> {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map_err(|e| FaultError::Unsupported(format!("reading the online CPUs: {e}")))?;
+    let last = online
+        .trim()
+        .rsplit([',', '-'])
+        .next()
+        .and_then(|n| n.parse().ok());
+    last.ok_or_else(|| {
+        FaultError::Unsupported(format!(
+            "cannot read the online CPUs from `{}`",
+            online.trim()
+        ))
+    })
+}
+
+fn threads_of(pid: i32) -> Vec<Pid> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .map(Pid::from_raw)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub struct StarveFault {
+    stop: Arc<AtomicBool>,
+    hogs: Vec<std::thread::JoinHandle<()>>,
+    /// Threads pinned, with the affinity they had.
+    pinned: Vec<(Pid, CpuSet)>,
+    removed: bool,
+}
+
+/// Pins every thread of `pids` to one CPU and starts `hogs` busy threads there.
+pub fn install(pids: &[i32], hogs: u32) -> Result<StarveFault, FaultError> {
+    let cpu = victim_cpu()?;
+    let mut only = CpuSet::new();
+    only.set(cpu)
+        .map_err(|e| FaultError::Unsupported(format!("CPU {cpu}: {e}")))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut fault = StarveFault {
+        stop: stop.clone(),
+        hogs: Vec::new(),
+        pinned: Vec::new(),
+        removed: false,
+    };
+    if pids.is_empty() {
+        return Err(FaultError::Unsupported(
+            "no running process to starve".into(),
+        ));
+    }
+    for pid in pids {
+        // Go starts threads from pinned threads, so threads created later stay on the CPU too.
+        for tid in threads_of(*pid) {
+            if let Ok(old) = sched_getaffinity(tid)
+                && sched_setaffinity(tid, &only).is_ok()
+            {
+                fault.pinned.push((tid, old));
+            }
+        }
+    }
+    for i in 0..hogs {
+        let stop = stop.clone();
+        let hog = std::thread::Builder::new()
+            .name(format!("cpu-hog-{i}"))
+            .spawn(move || {
+                let _ = sched_setaffinity(Pid::from_raw(0), &only);
+                let mut x: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                }
+            })
+            .map_err(|e| FaultError::Unsupported(format!("starting a busy thread: {e}")))?;
+        fault.hogs.push(hog);
+    }
+    Ok(fault)
+}
+
+impl StarveFault {
+    fn teardown(&mut self) {
+        self.removed = true;
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.hogs.drain(..) {
+            let _ = h.join();
+        }
+        for (tid, old) in self.pinned.drain(..) {
+            let _ = sched_setaffinity(tid, &old);
+        }
+    }
+
+    pub fn remove(mut self) -> Result<(), FaultError> {
+        self.teardown();
+        Ok(())
+    }
+}
+
+impl Drop for StarveFault {
+    fn drop(&mut self) {
+        if !self.removed {
+            self.teardown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_online_cpu_is_chosen() {
+        let cpu = victim_cpu().unwrap();
+        assert!(cpu < 4096);
+    }
+}
