@@ -53,12 +53,37 @@ pub enum Matcher {
     Set(Vec<serde_json::Value>),
 }
 
-/// A probe the learner must have run against a target for the evidence points.
+/// A probe the learner must have run, on a target, with output that shows the fault, for the
+/// evidence points: a right answer without investigation does not earn them.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRequirement {
+    /// A probe name, as `sandbox probe` takes it (`tcp-retrans`, `netpoll`, …).
     pub probe: String,
+    /// The run must have targeted this service (a whole-lab run counts too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// What the run's figures must show; any run of the probe counts when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shows: Option<Shows>,
     pub points: u32,
+}
+
+/// What a probe run must have found.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Shows {
+    /// A flow, connection or peer between these two services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub between: Option<[String; 2]>,
+    /// A flow, connection or peer involving this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub involves: Option<String>,
+    /// `cpu`: a function matching this regular expression among the top functions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// Latency probes (`tcp-rtt`, `netpoll`, `runq`, `offcpu`): at least this many
+    /// milliseconds on the flow, peer or service in question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ms: Option<f64>,
 }

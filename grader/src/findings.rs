@@ -28,6 +28,10 @@ pub struct Finding {
     pub evidence: String,
     #[serde(default)]
     pub notes: String,
+    /// Files from the lab directory that back the finding (a flame graph, say), relative to it;
+    /// they travel with a certification submission.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 /// Where a fault sits: a service, or a link between two services, optionally narrowed to a

@@ -1,0 +1,579 @@
+//! Scoring: pairs the learner's findings with the expected ones (the pairing that earns the
+//! most), scores each check with partial credit, adds evidence points, takes off hint costs and
+//! a penalty for findings that match no fault, and applies the pass mark and time limit.
+//!
+//! Explanations never contain expected values, so a report can be shown to a learner without
+//! giving the answer away.
+
+use std::time::Duration;
+
+use regex::RegexBuilder;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::evidence::{self, ProbeRun};
+use crate::expect::{Check, ExpectedFinding, Matcher};
+use crate::findings::{Finding, Findings};
+use crate::value::{quantity, same};
+
+/// What a scenario grades against, with templates already rendered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Exercise {
+    pub expected: Vec<ExpectedFinding>,
+    pub pass_mark: u32,
+    /// Points taken off for each finding that matches no fault (guessing widely).
+    pub extra_finding_penalty: u32,
+    pub time_limit: Option<Duration>,
+}
+
+/// A hint the learner was shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HintUse {
+    pub index: usize,
+    pub cost: u32,
+}
+
+/// What a learner hands in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Submission {
+    pub findings: Findings,
+    pub evidence: Vec<ProbeRun>,
+    pub hints: Vec<HintUse>,
+    /// From the lab being ready to the submission.
+    pub time_taken: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Partial,
+    Fail,
+}
+
+/// One scored line of a grade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// The expected finding's id.
+    pub finding: String,
+    /// The field checked, or `evidence: <probe>`, or `extra finding`.
+    pub check: String,
+    pub status: Status,
+    pub points: u32,
+    pub max: u32,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grade {
+    pub items: Vec<Item>,
+    pub earned: u32,
+    pub hint_cost: u32,
+    pub penalty: u32,
+    pub score: u32,
+    pub max: u32,
+    pub percent: f64,
+    pub pass_mark: u32,
+    pub passed: bool,
+    pub late: bool,
+    pub time_taken_s: Option<f64>,
+}
+
+/// A field of a finding by its path (`root_cause`, `where.link`, `magnitude.percent`, …).
+/// `where.services` is every service the location names.
+pub fn field(f: &Finding, path: &str) -> Option<Value> {
+    let l = &f.location;
+    match path {
+        "root_cause" => Some(Value::String(f.root_cause.clone())),
+        "where.service" => l.service.clone().map(Value::String),
+        "where.link" => l
+            .link
+            .as_ref()
+            .map(|k| Value::Array(vec![k.from.clone().into(), k.to.clone().into()])),
+        "where.direction" => l.direction.clone().map(Value::String),
+        "where.port" => l.port.map(Value::from),
+        "where.services" => {
+            let mut v: Vec<Value> = l.service.iter().cloned().map(Value::String).collect();
+            if let Some(k) = &l.link {
+                v.push(k.from.clone().into());
+                v.push(k.to.clone().into());
+            }
+            (!v.is_empty()).then_some(Value::Array(v))
+        }
+        "evidence" => Some(Value::String(f.evidence.clone())),
+        "notes" => Some(Value::String(f.notes.clone())),
+        p => p
+            .strip_prefix("magnitude.")
+            .and_then(|q| f.magnitude.get(q).cloned()),
+    }
+}
+
+fn elements(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    }
+}
+
+/// Whether `got` satisfies `m`.
+pub fn matches(m: &Matcher, got: &Value) -> bool {
+    let got_all = elements(got);
+    match m {
+        Matcher::Equals(e) => got_all.iter().any(|g| same(e, g)),
+        Matcher::OneOf(list) => got_all.iter().any(|g| list.iter().any(|e| same(e, g))),
+        Matcher::Approx { value, tolerance } => {
+            match (quantity(value), got_all.first().and_then(|g| quantity(g))) {
+                (Some(e), Some(g)) if got_all.len() == 1 => (e - g).abs() <= *tolerance,
+                _ => false,
+            }
+        }
+        Matcher::Regex(pattern) => RegexBuilder::new(pattern)
+            .case_insensitive(true)
+            .size_limit(1 << 20)
+            .build()
+            .is_ok_and(|re| {
+                got_all
+                    .iter()
+                    .any(|g| g.as_str().is_some_and(|s| re.is_match(s)))
+            }),
+        Matcher::Set(list) => {
+            list.len() == got_all.len()
+                && list.iter().all(|e| got_all.iter().any(|g| same(e, g)))
+                && got_all.iter().all(|g| list.iter().any(|e| same(e, g)))
+        }
+    }
+}
+
+/// Points for one check on one finding, and how it went.
+fn check(c: &Check, f: Option<&Finding>) -> (u32, Status, &'static str) {
+    let Some(got) = f.and_then(|f| field(f, &c.field)) else {
+        return (0, Status::Fail, "not given");
+    };
+    if matches(&c.expect, &got) {
+        return (c.points, Status::Pass, "right");
+    }
+    match c
+        .partial
+        .iter()
+        .filter(|p| matches(&p.expect, &got))
+        .map(|p| p.points.min(c.points))
+        .max()
+    {
+        Some(p) if p > 0 => (p, Status::Partial, "partly right"),
+        _ => (0, Status::Fail, "wrong"),
+    }
+}
+
+fn finding_points(e: &ExpectedFinding, f: &Finding) -> u32 {
+    e.checks.iter().map(|c| check(c, Some(f)).0).sum()
+}
+
+/// The pairing of expected findings (by index) to the learner's that earns the most check
+/// points; `None` where an expected finding gets no learner finding.
+fn best_pairing(expected: &[ExpectedFinding], findings: &[Finding]) -> Vec<Option<usize>> {
+    let table: Vec<Vec<u32>> = expected
+        .iter()
+        .map(|e| findings.iter().map(|f| finding_points(e, f)).collect())
+        .collect();
+    fn go(
+        i: usize,
+        table: &[Vec<u32>],
+        used: &mut Vec<bool>,
+        cur: &mut Vec<Option<usize>>,
+        best: &mut (u32, Vec<Option<usize>>),
+        sum: u32,
+    ) {
+        if i == table.len() {
+            if sum > best.0 || best.1.is_empty() {
+                *best = (sum, cur.clone());
+            }
+            return;
+        }
+        for j in 0..used.len() {
+            if !used[j] && table[i][j] > 0 {
+                used[j] = true;
+                cur.push(Some(j));
+                go(i + 1, table, used, cur, best, sum + table[i][j]);
+                cur.pop();
+                used[j] = false;
+            }
+        }
+        cur.push(None);
+        go(i + 1, table, used, cur, best, sum);
+        cur.pop();
+    }
+    let mut best = (0, Vec::new());
+    go(
+        0,
+        &table,
+        &mut vec![false; findings.len()],
+        &mut Vec::new(),
+        &mut best,
+        0,
+    );
+    best.1
+}
+
+/// The most findings a submission may list; more is noise, not diagnosis.
+pub const MAX_FINDINGS: usize = 20;
+
+pub fn grade(ex: &Exercise, sub: &Submission) -> Grade {
+    let findings: Vec<Finding> = sub
+        .findings
+        .findings
+        .iter()
+        .take(MAX_FINDINGS)
+        .cloned()
+        .collect();
+    let pairing = best_pairing(&ex.expected, &findings);
+    let mut items = Vec::new();
+    for (e, pick) in ex.expected.iter().zip(&pairing) {
+        let f = pick.map(|j| &findings[j]);
+        let mut matched = false;
+        for c in &e.checks {
+            let (points, status, why) = check(c, f);
+            matched |= points > 0;
+            let why = match f {
+                None => "no finding matches this fault".to_string(),
+                Some(_) => why.to_string(),
+            };
+            items.push(Item {
+                finding: e.id.clone(),
+                check: c.field.clone(),
+                status,
+                points,
+                max: c.points,
+                why,
+            });
+        }
+        for req in &e.evidence {
+            let run = evidence::satisfying(req, &sub.evidence);
+            let (points, status, why) = match (run, matched) {
+                (Some(r), true) => (
+                    req.points,
+                    Status::Pass,
+                    format!(
+                        "shown by the {} run at +{:.0}s",
+                        r.probe,
+                        run_offset(r, &sub.evidence)
+                    ),
+                ),
+                (Some(_), false) => (
+                    0,
+                    Status::Fail,
+                    "the probe showed it, but no finding names this fault".into(),
+                ),
+                (None, _) => (
+                    0,
+                    Status::Fail,
+                    format!("no {} run that shows this fault", req.probe),
+                ),
+            };
+            items.push(Item {
+                finding: e.id.clone(),
+                check: format!("evidence: {}", req.probe),
+                status,
+                points,
+                max: req.points,
+                why,
+            });
+        }
+    }
+    let mut penalty = 0;
+    for (j, f) in findings.iter().enumerate() {
+        if !pairing.contains(&Some(j)) {
+            penalty += ex.extra_finding_penalty;
+            items.push(Item {
+                finding: format!("#{}", j + 1),
+                check: "extra finding".into(),
+                status: Status::Fail,
+                points: 0,
+                max: 0,
+                why: format!(
+                    "`{}` matches no fault (−{})",
+                    f.root_cause.chars().take(40).collect::<String>(),
+                    ex.extra_finding_penalty
+                ),
+            });
+        }
+    }
+    let earned: u32 = items.iter().map(|i| i.points).sum();
+    let max: u32 = items.iter().map(|i| i.max).sum();
+    let hint_cost: u32 = sub.hints.iter().map(|h| h.cost).sum();
+    let score = earned.saturating_sub(hint_cost).saturating_sub(penalty);
+    let percent = if max == 0 {
+        0.0
+    } else {
+        100.0 * score as f64 / max as f64
+    };
+    let late =
+        matches!((ex.time_limit, sub.time_taken), (Some(limit), Some(taken)) if taken > limit);
+    Grade {
+        items,
+        earned,
+        hint_cost,
+        penalty,
+        score,
+        max,
+        percent,
+        pass_mark: ex.pass_mark,
+        passed: !late && percent >= ex.pass_mark as f64,
+        late,
+        time_taken_s: sub.time_taken.map(|t| t.as_secs_f64()),
+    }
+}
+
+/// Seconds from the first recorded probe run to `r`, for a readable reference.
+fn run_offset(r: &ProbeRun, all: &[ProbeRun]) -> f64 {
+    let first = all.iter().map(|x| x.ts_ms).min().unwrap_or(r.ts_ms);
+    (r.ts_ms - first) as f64 / 1000.0
+}
+
+/// Checks a learner's findings before grading: root causes must be in the taxonomy, names
+/// short, the count bounded. Returns every problem found.
+pub fn lint(f: &Findings) -> Vec<String> {
+    let mut out = Vec::new();
+    if f.findings.is_empty() {
+        out.push("findings: expected at least one finding".into());
+    }
+    if f.findings.len() > MAX_FINDINGS {
+        out.push(format!(
+            "findings: at most {MAX_FINDINGS} findings are graded, found {}",
+            f.findings.len()
+        ));
+    }
+    for (i, x) in f.findings.iter().enumerate() {
+        if crate::taxonomy::find(&x.root_cause).is_none() {
+            out.push(format!(
+                "findings[{i}].root_cause: `{}` is not a known root cause; expected one of: {}",
+                x.root_cause.chars().take(60).collect::<String>(),
+                crate::taxonomy::ids().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let l = &x.location;
+        for (name, v) in [
+            ("where.service", l.service.as_deref()),
+            ("where.direction", l.direction.as_deref()),
+        ] {
+            if v.is_some_and(|s| s.len() > 64) {
+                out.push(format!("findings[{i}].{name}: longer than 64 characters"));
+            }
+        }
+        if let Some(d) = &l.direction
+            && !["ingress", "egress", "forward", "reverse", "both"].contains(&d.as_str())
+        {
+            out.push(format!(
+                "findings[{i}].where.direction: expected ingress, egress, forward, reverse or both"
+            ));
+        }
+        for (q, v) in &x.magnitude {
+            if quantity(v).is_none() {
+                out.push(format!("findings[{i}].magnitude.{q}: expected a number or a quantity such as 12, 100ms, 1mbit"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expect::{EvidenceRequirement, Partial, Shows};
+    use crate::findings::{Link, Location};
+    use serde_json::json;
+
+    fn loss_exercise() -> Exercise {
+        Exercise {
+            expected: vec![ExpectedFinding {
+                id: "loss".into(),
+                summary: "12% loss between payments and ledger".into(),
+                checks: vec![
+                    Check {
+                        field: "root_cause".into(),
+                        points: 40,
+                        expect: Matcher::Equals(json!("packet-loss")),
+                        partial: vec![],
+                    },
+                    Check {
+                        field: "where.link".into(),
+                        points: 30,
+                        expect: Matcher::Set(vec![json!("payments"), json!("ledger")]),
+                        partial: vec![Partial {
+                            points: 15,
+                            expect: Matcher::OneOf(vec![json!("payments"), json!("ledger")]),
+                        }],
+                    },
+                    Check {
+                        field: "magnitude.percent".into(),
+                        points: 20,
+                        expect: Matcher::Approx {
+                            value: json!(12),
+                            tolerance: 4.0,
+                        },
+                        partial: vec![],
+                    },
+                ],
+                evidence: vec![EvidenceRequirement {
+                    probe: "tcp-retrans".into(),
+                    target: None,
+                    shows: Some(Shows {
+                        between: Some(["payments".into(), "ledger".into()]),
+                        ..Default::default()
+                    }),
+                    points: 10,
+                }],
+            }],
+            pass_mark: 70,
+            extra_finding_penalty: 10,
+            time_limit: Some(Duration::from_secs(1800)),
+        }
+    }
+
+    fn finding(cause: &str, from: &str, to: &str, pct: Option<f64>) -> Finding {
+        Finding {
+            root_cause: cause.into(),
+            location: Location {
+                link: Some(Link {
+                    from: from.into(),
+                    to: to.into(),
+                }),
+                ..Default::default()
+            },
+            magnitude: pct
+                .map(|p| [("percent".to_string(), json!(p))].into_iter().collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    fn retrans_run() -> ProbeRun {
+        ProbeRun {
+            ts_ms: 1,
+            probe: "tcp-retrans".into(),
+            target: Some("payments".into()),
+            instances: vec!["payments-0".into()],
+            seconds: 5.0,
+            summary: json!({"flows": [{"from": "payments-0", "to": "ledger-0", "segments": 90}]}),
+        }
+    }
+
+    fn submit(findings: Vec<Finding>, evidence: Vec<ProbeRun>, hints: Vec<HintUse>) -> Submission {
+        Submission {
+            findings: Findings { findings },
+            evidence,
+            hints,
+            time_taken: Some(Duration::from_secs(600)),
+        }
+    }
+
+    #[test]
+    fn a_full_answer_with_evidence_scores_everything() {
+        let g = grade(
+            &loss_exercise(),
+            &submit(
+                vec![finding("packet-loss", "ledger-0", "payments", Some(11.0))],
+                vec![retrans_run()],
+                vec![],
+            ),
+        );
+        assert_eq!((g.score, g.max), (100, 100));
+        assert!(g.passed);
+    }
+
+    #[test]
+    fn partial_credit_and_missing_evidence() {
+        let g = grade(
+            &loss_exercise(),
+            &submit(
+                vec![finding("packet-loss", "payments", "checkout", Some(30.0))],
+                vec![],
+                vec![],
+            ),
+        );
+        assert_eq!(g.score, 40 + 15);
+        let link = g.items.iter().find(|i| i.check == "where.link").unwrap();
+        assert_eq!(link.status, Status::Partial);
+        let ev = g
+            .items
+            .iter()
+            .find(|i| i.check.starts_with("evidence"))
+            .unwrap();
+        assert_eq!(ev.status, Status::Fail);
+        assert!(!g.passed);
+    }
+
+    #[test]
+    fn a_lucky_guess_without_investigation_loses_the_evidence_points() {
+        let g = grade(
+            &loss_exercise(),
+            &submit(
+                vec![finding("packet-loss", "payments", "ledger", Some(12.0))],
+                vec![],
+                vec![],
+            ),
+        );
+        assert_eq!(g.score, 90);
+    }
+
+    #[test]
+    fn hints_and_shotgun_answers_cost_points() {
+        let shotgun = vec![
+            finding("added-latency", "edge", "checkout", None),
+            finding("packet-loss", "payments", "ledger", Some(12.0)),
+            finding("corruption", "edge", "checkout", None),
+        ];
+        let g = grade(
+            &loss_exercise(),
+            &submit(
+                shotgun,
+                vec![retrans_run()],
+                vec![HintUse { index: 0, cost: 5 }],
+            ),
+        );
+        assert_eq!(g.earned, 100, "the right finding is picked out of the list");
+        assert_eq!(g.penalty, 20);
+        assert_eq!(g.hint_cost, 5);
+        assert_eq!(g.score, 75);
+    }
+
+    #[test]
+    fn late_submissions_fail() {
+        let mut sub = submit(
+            vec![finding("packet-loss", "payments", "ledger", Some(12.0))],
+            vec![retrans_run()],
+            vec![],
+        );
+        sub.time_taken = Some(Duration::from_secs(3600));
+        let g = grade(&loss_exercise(), &sub);
+        assert!(g.late && !g.passed);
+    }
+
+    #[test]
+    fn explanations_never_contain_the_answer() {
+        let g = grade(
+            &loss_exercise(),
+            &submit(
+                vec![finding("blackhole", "edge", "checkout", Some(99.0))],
+                vec![],
+                vec![],
+            ),
+        );
+        let text = serde_json::to_string(&g.items).unwrap();
+        for secret in ["packet-loss", "ledger", "payments", "12"] {
+            assert!(!text.contains(secret), "`{secret}` leaked: {text}");
+        }
+    }
+
+    #[test]
+    fn lint_names_unknown_root_causes_and_bad_quantities() {
+        let mut f = finding("gremlins", "a", "b", None);
+        f.magnitude.insert("delay".into(), json!("soon"));
+        let problems = lint(&Findings { findings: vec![f] });
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("`gremlins` is not a known root cause"))
+        );
+        assert!(problems.iter().any(|p| p.contains("magnitude.delay")));
+    }
+}

@@ -1,0 +1,125 @@
+//! The root causes a finding can name. One list for scenario authors (expected findings), for
+//! learners (the findings template) and for the docs.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RootCause {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// What it looks like from the outside, for the findings template.
+    pub signs: &'static str,
+    /// The magnitude a finding should give, if any (`magnitude.<quantity>`).
+    pub quantity: Option<&'static str>,
+}
+
+pub const ROOT_CAUSES: &[RootCause] = &[
+    RootCause {
+        id: "packet-loss",
+        title: "Packet loss",
+        signs: "retransmissions on one path; tail latency up by RTO multiples, median flat",
+        quantity: Some("percent"),
+    },
+    RootCause {
+        id: "added-latency",
+        title: "Added network latency",
+        signs: "every request on one path slower by the same amount; higher RTT, no errors",
+        quantity: Some("delay"),
+    },
+    RootCause {
+        id: "connection-reset",
+        title: "Connection resets",
+        signs: "'connection reset by peer' errors; RSTs the far end never sent",
+        quantity: Some("percent"),
+    },
+    RootCause {
+        id: "blackhole",
+        title: "Blackhole",
+        signs: "requests to one destination time out; packets vanish without an answer",
+        quantity: None,
+    },
+    RootCause {
+        id: "partition",
+        title: "Network partition",
+        signs: "two parts of the system cannot reach each other in either direction",
+        quantity: None,
+    },
+    RootCause {
+        id: "syn-drop",
+        title: "Connection attempts dropped",
+        signs: "new connections time out while established ones keep working",
+        quantity: Some("percent"),
+    },
+    RootCause {
+        id: "bandwidth-limit",
+        title: "Bandwidth limit",
+        signs: "throughput capped on one path; queueing delay grows with load",
+        quantity: Some("rate"),
+    },
+    RootCause {
+        id: "corruption",
+        title: "Packet corruption",
+        signs: "checksum drops at the receiver and retransmissions, data intact",
+        quantity: Some("percent"),
+    },
+    RootCause {
+        id: "dns-failure",
+        title: "DNS failure",
+        signs: "name lookups fail or hang; connections never start",
+        quantity: None,
+    },
+    RootCause {
+        id: "slow-handler",
+        title: "Slow handler",
+        signs: "one service takes long to answer while the network is healthy",
+        quantity: Some("delay"),
+    },
+    RootCause {
+        id: "hung-handler",
+        title: "Hung handler",
+        signs: "one service never answers some requests; callers time out",
+        quantity: Some("percent"),
+    },
+    RootCause {
+        id: "goroutine-leak",
+        title: "Goroutine leak",
+        signs: "goroutine count grows without bound; goroutines parked in the network poller",
+        quantity: None,
+    },
+    RootCause {
+        id: "cpu-saturation",
+        title: "CPU saturation in the service",
+        signs: "the service's own code burns CPU; one function dominates CPU profiles",
+        quantity: None,
+    },
+    RootCause {
+        id: "cpu-starvation",
+        title: "CPU starvation",
+        signs: "the service waits in the run queue; CPU taken by something else",
+        quantity: None,
+    },
+];
+
+pub fn find(id: &str) -> Option<&'static RootCause> {
+    ROOT_CAUSES.iter().find(|r| r.id == id)
+}
+
+pub fn ids() -> impl Iterator<Item = &'static str> {
+    ROOT_CAUSES.iter().map(|r| r.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique() {
+        let mut ids: Vec<&str> = ids().collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+        assert!(find("packet-loss").is_some());
+        assert!(find("gremlins").is_none());
+    }
+}
