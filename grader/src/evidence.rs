@@ -62,9 +62,15 @@ fn pairs(run: &ProbeRun) -> Vec<(String, String, f64)> {
             .iter()
             .map(|f| (svc(f, "from"), svc(f, "to"), num(f, "path_us")))
             .collect(),
+        // Finished waits by their mean; goroutines still parked by how long the oldest has been.
         "netpoll" => list("peers")
             .iter()
             .map(|p| (svc(p, "instance"), svc(p, "peer"), num(p, "mean_us")))
+            .chain(
+                list("blocked")
+                    .iter()
+                    .map(|p| (svc(p, "instance"), svc(p, "peer"), num(p, "oldest_us"))),
+            )
             .collect(),
         "runq" | "offcpu" => run
             .instances
@@ -206,7 +212,7 @@ mod tests {
         };
         let on_api = run("runq", Some("api"), json!({"mean_us": 3000.0}));
         let on_db = run("runq", Some("db"), json!({"mean_us": 3000.0}));
-        assert!(satisfying(&req, &[on_db.clone()]).is_none());
+        assert!(satisfying(&req, std::slice::from_ref(&on_db)).is_none());
         assert!(satisfying(&req, &[on_db, on_api]).is_some());
     }
 }

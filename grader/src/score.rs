@@ -86,10 +86,15 @@ pub fn field(f: &Finding, path: &str) -> Option<Value> {
     match path {
         "root_cause" => Some(Value::String(f.root_cause.clone())),
         "where.service" => l.service.clone().map(Value::String),
-        "where.link" => l
-            .link
-            .as_ref()
-            .map(|k| Value::Array(vec![k.from.clone().into(), k.to.clone().into()])),
+        // A service named alone stands for a link it is one end of, for partial credit.
+        "where.link" => match (&l.link, &l.service) {
+            (Some(k), _) => Some(Value::Array(vec![
+                k.from.clone().into(),
+                k.to.clone().into(),
+            ])),
+            (None, Some(svc)) => Some(Value::Array(vec![svc.clone().into()])),
+            (None, None) => None,
+        },
         "where.direction" => l.direction.clone().map(Value::String),
         "where.port" => l.port.map(Value::from),
         "where.services" => {
@@ -115,6 +120,19 @@ fn elements(v: &Value) -> Vec<&Value> {
     }
 }
 
+fn regex(pattern: &str) -> Option<regex::Regex> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .ok()
+}
+
+/// Whether a scenario's pattern compiles (as matchers compile it).
+pub fn regex_ok(pattern: &str) -> bool {
+    regex(pattern).is_some()
+}
+
 /// Whether `got` satisfies `m`.
 pub fn matches(m: &Matcher, got: &Value) -> bool {
     let got_all = elements(got);
@@ -127,15 +145,11 @@ pub fn matches(m: &Matcher, got: &Value) -> bool {
                 _ => false,
             }
         }
-        Matcher::Regex(pattern) => RegexBuilder::new(pattern)
-            .case_insensitive(true)
-            .size_limit(1 << 20)
-            .build()
-            .is_ok_and(|re| {
-                got_all
-                    .iter()
-                    .any(|g| g.as_str().is_some_and(|s| re.is_match(s)))
-            }),
+        Matcher::Regex(pattern) => regex(pattern).is_some_and(|re| {
+            got_all
+                .iter()
+                .any(|g| g.as_str().is_some_and(|s| re.is_match(s)))
+        }),
         Matcher::Set(list) => {
             list.len() == got_all.len()
                 && list.iter().all(|e| got_all.iter().any(|g| same(e, g)))
@@ -229,10 +243,14 @@ pub fn grade(ex: &Exercise, sub: &Submission) -> Grade {
     let mut items = Vec::new();
     for (e, pick) in ex.expected.iter().zip(&pairing) {
         let f = pick.map(|j| &findings[j]);
+        // Evidence counts for a finding that puts the fault in the right place: some points, and
+        // every location check fully right.
         let mut matched = false;
+        let mut misplaced = false;
         for c in &e.checks {
             let (points, status, why) = check(c, f);
             matched |= points > 0;
+            misplaced |= c.field.starts_with("where.") && status != Status::Pass;
             let why = match f {
                 None => "no finding matches this fault".to_string(),
                 Some(_) => why.to_string(),
@@ -248,7 +266,7 @@ pub fn grade(ex: &Exercise, sub: &Submission) -> Grade {
         }
         for req in &e.evidence {
             let run = evidence::satisfying(req, &sub.evidence);
-            let (points, status, why) = match (run, matched) {
+            let (points, status, why) = match (run, matched && !misplaced) {
                 (Some(r), true) => (
                     req.points,
                     Status::Pass,
@@ -261,7 +279,7 @@ pub fn grade(ex: &Exercise, sub: &Submission) -> Grade {
                 (Some(_), false) => (
                     0,
                     Status::Fail,
-                    "the probe showed it, but no finding names this fault".into(),
+                    "the probe showed it, but no finding puts this fault in the right place".into(),
                 ),
                 (None, _) => (
                     0,

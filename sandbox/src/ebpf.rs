@@ -185,7 +185,8 @@ impl Object {
     }
 
     /// Attaches a uprobe program at each file offset of `binary`, in process `pid` only (or
-    /// every process running the binary). Loads the program once for all offsets.
+    /// every process running the binary). The program is loaded the first time; later calls
+    /// add more processes or binaries.
     pub fn attach_uprobe(
         &mut self,
         program: &str,
@@ -198,7 +199,11 @@ impl Object {
             None => UProbeScope::AllProcesses,
         };
         let p: &mut UProbe = self.program(program)?;
-        let mut result = p.load().map_err(|e| (String::from("load"), brief(&e)));
+        let mut result = if p.fd().is_err() {
+            p.load().map_err(|e| (String::from("load"), brief(&e)))
+        } else {
+            Ok(())
+        };
         for off in offsets {
             if result.is_err() {
                 break;

@@ -185,6 +185,10 @@ pub struct Built {
 
 /// The directory holding the compiled programs, building them first if the cache has none.
 pub fn build(tc: &Toolchain) -> Result<Built, GoError> {
+    // One build at a time in a process: the work directory is named by process id, and a
+    // second caller for the same key then finds the first one's result in the cache.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let root = cache_root().join("go");
     let key = source_key(tc);
     let dir = root.join(format!("{key}-{}", tc.version));

@@ -7,8 +7,10 @@
 
 pub mod app;
 pub mod backend;
+pub mod cert;
 pub mod doctor;
 pub mod ebpf;
+pub mod exercise;
 pub mod fault;
 pub mod gobuild;
 pub mod http;
@@ -19,6 +21,7 @@ pub mod report;
 pub mod scenario;
 pub mod symptoms;
 pub mod sys;
+pub mod verify;
 pub mod yaml;
 
 /// The bytes of a compiled object in `ebpf/`, aligned for the loader.

@@ -52,6 +52,17 @@ enum Cmd {
         /// How long to wait for every service to become healthy.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Certification: a lab for this candidate, its draw sealed to the instructor.
+        #[arg(
+            long,
+            value_name = "CANDIDATE",
+            requires = "instructor",
+            conflicts_with = "seed"
+        )]
+        certify: Option<String>,
+        /// The instructor's public key (`sandbox keys generate`), with --certify.
+        #[arg(long, value_name = "FILE.pub")]
+        instructor: Option<std::path::PathBuf>,
     },
     /// Show a lab's services, faults and live symptoms (rate, errors, latency).
     #[command(
@@ -120,6 +131,89 @@ enum Cmd {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
+    /// Show the next hint; its cost comes off your score. Hints take what you have run so far
+    /// into account.
+    #[command(after_help = "Example:\n  sandbox hint")]
+    Hint {
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Findings: `sandbox findings template > findings.yaml` gives a file to fill in.
+    #[command(after_help = "Example:\n  sandbox findings template > findings.yaml")]
+    Findings {
+        #[command(subcommand)]
+        command: FindingsCmd,
+    },
+    /// Hand in your findings: graded against the lab (a table; --json, --junit), or, in a
+    /// certification lab, written as a bundle for the instructor.
+    #[command(
+        after_help = "Examples:\n  sandbox submit findings.yaml\n  sandbox submit findings.yaml --junit > grade.xml"
+    )]
+    Submit {
+        /// Your findings file (`sandbox findings template` starts one).
+        file: std::path::PathBuf,
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long, conflicts_with = "junit")]
+        json: bool,
+        #[arg(long)]
+        junit: bool,
+        /// After grading, show what the faults were (practice labs only).
+        #[arg(long)]
+        reveal: bool,
+        /// Where a certification bundle goes (default: submission-<candidate>-<lab>.json).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Instructors: grade certification bundles with your key (signed results, a table, CSV),
+    /// or check a signed result.
+    #[command(
+        after_help = "Examples:\n  sandbox grade submissions/*.json --key instructor.key --csv results.csv\n  sandbox grade --verify results/result-alice-k3f9q.json --public instructor.pub"
+    )]
+    Grade {
+        /// Submission bundles.
+        #[arg(required_unless_present = "verify")]
+        bundles: Vec<std::path::PathBuf>,
+        /// The instructor's secret key.
+        #[arg(long, required_unless_present = "verify")]
+        key: Option<std::path::PathBuf>,
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Directory for the signed results.
+        #[arg(long, default_value = "results")]
+        out: std::path::PathBuf,
+        /// Check a signed result instead of grading.
+        #[arg(long, value_name = "RESULT", requires = "public", conflicts_with_all = ["bundles", "key"])]
+        verify: Option<std::path::PathBuf>,
+        /// The instructor's public key, with --verify.
+        #[arg(long)]
+        public: Option<std::path::PathBuf>,
+    },
+    /// Instructors: make the key pair certification labs seal to and results are signed with.
+    #[command(after_help = "Example:\n  sandbox keys generate instructor")]
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
+    /// Prove scenarios solvable: bring each up, check its symptom appears only once the faults
+    /// fire, run its reference solution's probes, and grade its reference and decoy findings.
+    #[command(
+        after_help = "Examples:\n  sudo sandbox verify packet-loss\n  sudo sandbox verify --all"
+    )]
+    Verify {
+        /// Scenario files or ids of bundled scenarios.
+        #[arg(required_unless_present = "all")]
+        scenarios: Vec<String>,
+        /// Every bundled scenario.
+        #[arg(long, conflicts_with = "scenarios")]
+        all: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Take a lab down and check that nothing of it is left.
     #[command(after_help = "Examples:\n  sudo sandbox down\n  sudo sandbox down --all")]
     Down {
@@ -149,6 +243,21 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum FindingsCmd {
+    /// Print a findings file to fill in.
+    Template {
+        #[arg(long)]
+        lab: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Write <prefix>.key (secret) and <prefix>.pub.
+    Generate { prefix: std::path::PathBuf },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -160,12 +269,15 @@ fn main() -> ExitCode {
             seed,
             detach,
             timeout,
+            certify,
+            instructor,
         } => app::run(
             RunOptions {
                 scenario,
                 seed,
                 detach,
                 ready_timeout: timeout,
+                certify: certify.zip(instructor),
             },
             color,
         ),
@@ -211,6 +323,56 @@ fn main() -> ExitCode {
             }),
             None => Err(AppError::Invalid(format!("no probe named `{probe}`"))),
         },
+        Cmd::Hint { lab } => app::hint(lab.as_deref()),
+        Cmd::Findings {
+            command: FindingsCmd::Template { lab },
+        } => app::findings_template(lab.as_deref()),
+        Cmd::Submit {
+            file,
+            lab,
+            json,
+            junit,
+            reveal,
+            output,
+        } => app::submit(app::SubmitOptions {
+            lab,
+            file,
+            json,
+            junit,
+            reveal,
+            out: output,
+        }),
+        Cmd::Grade {
+            verify: Some(result),
+            public: Some(public),
+            ..
+        } => app::verify_result(&result, &public),
+        Cmd::Grade {
+            bundles,
+            key,
+            csv,
+            json,
+            out,
+            ..
+        } => match key {
+            Some(key) => app::grade(app::GradeOptions {
+                bundles,
+                key,
+                csv,
+                json,
+                out,
+            }),
+            None => Err(AppError::Invalid("--key is needed to grade".into())),
+        },
+        Cmd::Keys {
+            command: KeysCmd::Generate { prefix },
+        } => app::keys_generate(&prefix),
+        Cmd::Verify {
+            scenarios,
+            all,
+            seed,
+            json,
+        } => app::verify(&scenarios, all, seed, json),
         Cmd::Down { lab, all } => app::down(lab.as_deref(), all, color),
         Cmd::Doctor { json } => app::doctor(json),
         Cmd::Schema => app::schema(),

@@ -23,8 +23,18 @@ pub struct Plan {
     pub faults: Vec<FaultPlan>,
     pub briefing: Briefing,
     pub hints: Vec<Hint>,
-    pub expected: Vec<grader::expect::ExpectedFinding>,
-    pub pass_mark: u32,
+    /// What findings are graded against.
+    pub exercise: grader::score::Exercise,
+    pub symptom: Vec<scenario::SymptomCheck>,
+    pub solution: Option<PlanSolution>,
+}
+
+/// The scenario's reference solution with its templates rendered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlanSolution {
+    pub steps: Vec<scenario::SolutionStep>,
+    pub findings: grader::findings::Findings,
+    pub decoys: Vec<grader::findings::Findings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,6 +126,7 @@ pub struct Briefing {
 pub struct Hint {
     pub text: String,
     pub cost: u32,
+    pub when: Option<scenario::HintWhen>,
 }
 
 impl FaultTarget {
@@ -363,27 +374,43 @@ impl<'a> Builder<'a> {
             .map(|(i, h)| Hint {
                 text: self.text(&h.text, h.cost.pos, &format!("hints[{i}].text")),
                 cost: *h.cost,
+                when: h.when.clone(),
             })
             .collect();
+        let pos = s.expected_findings.pos;
         let expected = s
             .expected_findings
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| {
-                let raw = serde_json::to_value(e).ok()?;
-                match self
-                    .r
-                    .json(&raw)
-                    .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-                {
-                    Ok(v) => Some(v),
-                    Err(msg) => {
-                        self.err(Pos::default(), &format!("expected_findings[{i}]"), msg);
-                        None
-                    }
-                }
-            })
+            .filter_map(|(i, e)| self.rendered(e, pos, &format!("expected_findings[{i}]")))
             .collect();
+        let solution = s.solution.as_ref().and_then(|sol| {
+            let pos = sol.pos;
+            let rendered = PlanSolution {
+                steps: sol.steps.clone(),
+                findings: self.rendered(&sol.findings, pos, "solution.findings")?,
+                decoys: sol
+                    .decoys
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, d)| self.rendered(d, pos, &format!("solution.decoys[{i}]")))
+                    .collect(),
+            };
+            for (i, f) in std::iter::once(&rendered.findings)
+                .chain(&rendered.decoys)
+                .enumerate()
+            {
+                let which = if i == 0 {
+                    "solution.findings".to_string()
+                } else {
+                    format!("solution.decoys[{}]", i - 1)
+                };
+                for problem in grader::score::lint(f) {
+                    self.err(pos, &which, problem);
+                }
+            }
+            Some(rendered)
+        });
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
@@ -401,9 +428,36 @@ impl<'a> Builder<'a> {
             faults,
             briefing,
             hints,
-            expected,
-            pass_mark: *s.pass_mark,
+            exercise: grader::score::Exercise {
+                expected,
+                pass_mark: *s.pass_mark,
+                extra_finding_penalty: s.extra_finding_penalty,
+                time_limit: s.metadata.time_limit.as_ref().map(|t| t.0),
+            },
+            symptom: s.symptom.clone(),
+            solution,
         })
+    }
+
+    /// `value` with every string in it rendered as a template over the params.
+    fn rendered<T: Serialize + serde::de::DeserializeOwned>(
+        &mut self,
+        value: &T,
+        pos: Pos,
+        path: &str,
+    ) -> Option<T> {
+        let raw = serde_json::to_value(value).ok()?;
+        match self
+            .r
+            .json(&raw)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.err(pos, path, msg);
+                None
+            }
+        }
     }
 
     fn instances(&self) -> Vec<Instance> {

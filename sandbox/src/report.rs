@@ -236,8 +236,16 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64, reveal: bool) -> Strin
         .unwrap_or_else(|| "-".into());
     let _ = writeln!(
         out,
-        "Lab {} · {} · seed {} · {} backend · up {}",
-        state.id, state.scenario_id, state.seed, state.backend, up
+        "Lab {} · {} · {} · {} backend · up {}",
+        state.id,
+        state.scenario_id,
+        match (&state.candidate, state.seed) {
+            (Some(c), _) => format!("certification of {c}"),
+            (None, Some(s)) => format!("seed {s}"),
+            (None, None) => "seed sealed".into(),
+        },
+        state.backend,
+        up
     );
     let _ = writeln!(out, "{}", state.scenario_title);
     if state.phase != crate::lab::Phase::Ready {
@@ -323,7 +331,7 @@ struct LabRow {
     #[tabled(rename = "SCENARIO")]
     scenario: String,
     #[tabled(rename = "SEED")]
-    seed: u64,
+    seed: String,
     #[tabled(rename = "PHASE")]
     phase: String,
     #[tabled(rename = "UP")]
@@ -336,7 +344,10 @@ pub fn lab_list(labs: &[State], now_ms: u64) -> String {
         LabRow {
             id: s.id.to_string(),
             scenario: s.scenario_id.clone(),
-            seed: s.seed,
+            seed: s
+                .seed
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "sealed".into()),
             phase: format!("{:?}", s.phase).to_lowercase(),
             up: s
                 .ready_ms
@@ -417,6 +428,264 @@ fn line_offset(text: &str, line: u32, column: u32) -> usize {
     (start + column.saturating_sub(1) as usize).min(text.len())
 }
 
+/// A findings file to fill in: the lab's services, the root causes, and every field with a
+/// comment.
+pub fn findings_template(lab: Option<(&str, &str)>, services: &[String]) -> String {
+    let mut out = String::new();
+    match lab {
+        Some((id, scenario)) => {
+            let _ = writeln!(
+                out,
+                "# Findings for lab {id} ({scenario}). One entry per root cause you found;"
+            );
+        }
+        None => {
+            let _ = writeln!(out, "# Findings. One entry per root cause you found;");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# hand it in with `sandbox submit findings.yaml`.\n#\n# root_cause, one of:"
+    );
+    for r in grader::taxonomy::ROOT_CAUSES {
+        let _ = writeln!(out, "#   {:<17} {}", r.id, r.signs);
+    }
+    out.push_str("#\n# where: a service, or a link between two services (from → to), and if you know them a\n");
+    out.push_str(
+        "# direction (service: ingress | egress; link: forward | reverse | both) and a port.\n",
+    );
+    if !services.is_empty() {
+        let _ = writeln!(out, "#   services in this lab: {}", services.join(", "));
+    }
+    out.push_str(
+        "# magnitude: how big it is, e.g. `percent: 10`, `delay: 100ms`, `rate: 1mbit`.\n",
+    );
+    out.push_str(
+        "# evidence: what you saw that shows it: which probe, on what, and what it said.\n",
+    );
+    out.push_str(
+        "# attachments: files the probes wrote into the lab directory (a flame graph), if any.\n",
+    );
+    out.push_str("findings:\n  - root_cause: \"\"\n    where:\n      service: \"\"\n");
+    out.push_str(
+        "      # link: {from: \"\", to: \"\"}\n      # direction: both\n      # port: 8080\n",
+    );
+    out.push_str("    magnitude: {}\n    evidence: \"\"\n    notes: \"\"\n");
+    out
+}
+
+fn status_word(s: grader::score::Status) -> &'static str {
+    match s {
+        grader::score::Status::Pass => "pass",
+        grader::score::Status::Partial => "partial",
+        grader::score::Status::Fail => "fail",
+    }
+}
+
+/// A graded submission as a person reads it.
+pub fn grade(title: &str, g: &grader::score::Grade) -> String {
+    let mut out = format!("Grade for {title}");
+    if let Some(t) = g.time_taken_s {
+        let _ = write!(
+            out,
+            ", {} after the lab was ready",
+            short_duration_ms((t * 1000.0) as u64)
+        );
+    }
+    out.push_str("\n\n");
+    out.push_str(&grid(
+        &["FINDING", "CHECK", "RESULT", "POINTS", "WHY"],
+        g.items.iter().map(|i| {
+            vec![
+                i.finding.clone(),
+                i.check.clone(),
+                status_word(i.status).into(),
+                format!("{}/{}", i.points, i.max),
+                i.why.clone(),
+            ]
+        }),
+    ));
+    let _ = write!(
+        out,
+        "\n\nEarned {}/{}, hints −{}, extra findings −{} → {}/{} ({:.0}%). Pass mark {}: {}.\n",
+        g.earned,
+        g.max,
+        g.hint_cost,
+        g.penalty,
+        g.score,
+        g.max,
+        g.percent,
+        g.pass_mark,
+        match (g.passed, g.late) {
+            (true, _) => "PASSED",
+            (false, true) => "NOT PASSED (submitted after the time limit)",
+            (false, false) => "NOT PASSED",
+        }
+    );
+    out
+}
+
+/// JUnit XML: one test case per check, for LMS and CI tools.
+pub fn junit(title: &str, g: &grader::score::Grade) -> String {
+    use quick_xml::Writer;
+    use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    let failures = g
+        .items
+        .iter()
+        .filter(|i| i.status != grader::score::Status::Pass)
+        .count();
+    let _ = w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+    let mut suite = BytesStart::new("testsuite");
+    suite.push_attribute(("name", format!("sandbox {title}").as_str()));
+    suite.push_attribute(("tests", g.items.len().to_string().as_str()));
+    suite.push_attribute(("failures", failures.to_string().as_str()));
+    suite.push_attribute((
+        "time",
+        format!("{:.1}", g.time_taken_s.unwrap_or(0.0)).as_str(),
+    ));
+    let _ = w.write_event(Event::Start(suite));
+    let _ = w.write_event(Event::Start(BytesStart::new("properties")));
+    for (k, v) in [
+        ("score", g.score.to_string()),
+        ("max", g.max.to_string()),
+        ("percent", format!("{:.1}", g.percent)),
+        ("passed", g.passed.to_string()),
+        ("hint_cost", g.hint_cost.to_string()),
+    ] {
+        let mut p = BytesStart::new("property");
+        p.push_attribute(("name", k));
+        p.push_attribute(("value", v.as_str()));
+        let _ = w.write_event(Event::Empty(p));
+    }
+    let _ = w.write_event(Event::End(BytesEnd::new("properties")));
+    for i in &g.items {
+        let mut tc = BytesStart::new("testcase");
+        tc.push_attribute(("classname", i.finding.as_str()));
+        tc.push_attribute(("name", i.check.as_str()));
+        if i.status == grader::score::Status::Pass {
+            let _ = w.write_event(Event::Empty(tc));
+            continue;
+        }
+        let _ = w.write_event(Event::Start(tc));
+        let mut f = BytesStart::new("failure");
+        f.push_attribute((
+            "message",
+            format!("{} ({}/{} points)", i.why, i.points, i.max).as_str(),
+        ));
+        f.push_attribute(("type", status_word(i.status)));
+        let _ = w.write_event(Event::Empty(f));
+        let _ = w.write_event(Event::End(BytesEnd::new("testcase")));
+    }
+    let _ = w.write_event(Event::End(BytesEnd::new("testsuite")));
+    let mut s = String::from_utf8(w.into_inner()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Many graded certification results, one line each.
+pub fn grade_batch(results: &[&crate::cert::SignedResult]) -> String {
+    grid(
+        &[
+            "CANDIDATE",
+            "SCENARIO",
+            "LAB",
+            "SCORE",
+            "PERCENT",
+            "RESULT",
+            "HINTS",
+            "TIME",
+        ],
+        results.iter().map(|r| {
+            let g = &r.grade;
+            vec![
+                r.candidate.clone(),
+                r.scenario_id.clone(),
+                r.lab_id.clone(),
+                format!("{}/{}", g.score, g.max),
+                format!("{:.0}%", g.percent),
+                (if g.passed {
+                    "passed"
+                } else if g.late {
+                    "late"
+                } else {
+                    "not passed"
+                })
+                .into(),
+                format!("−{}", g.hint_cost),
+                g.time_taken_s
+                    .map(|t| short_duration_ms((t * 1000.0) as u64))
+                    .unwrap_or_default(),
+            ]
+        }),
+    )
+}
+
+/// The same as CSV, for spreadsheets and LMS imports.
+pub fn grade_csv(results: &[&crate::cert::SignedResult]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "candidate",
+        "scenario",
+        "lab",
+        "score",
+        "max",
+        "percent",
+        "passed",
+        "late",
+        "hint_cost",
+        "penalty",
+        "time_s",
+        "bundle_sha256",
+    ]);
+    for r in results {
+        let g = &r.grade;
+        let _ = w.write_record([
+            r.candidate.clone(),
+            r.scenario_id.clone(),
+            r.lab_id.clone(),
+            g.score.to_string(),
+            g.max.to_string(),
+            format!("{:.1}", g.percent),
+            g.passed.to_string(),
+            g.late.to_string(),
+            g.hint_cost.to_string(),
+            g.penalty.to_string(),
+            g.time_taken_s
+                .map(|t| format!("{t:.0}"))
+                .unwrap_or_default(),
+            r.bundle_sha256.clone(),
+        ]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A `sandbox verify` report.
+pub fn verify(r: &crate::verify::Report) -> String {
+    let mut out = format!(
+        "{} (seed {}): {}\n",
+        r.scenario,
+        r.seed,
+        if r.passed() {
+            "VERIFIED"
+        } else {
+            "NOT VERIFIED"
+        }
+    );
+    out.push_str(&grid(
+        &["CHECK", "", "DETAIL"],
+        r.steps.iter().map(|s| {
+            vec![
+                s.check.clone(),
+                (if s.ok { "ok" } else { "FAIL" }).into(),
+                s.detail.clone(),
+            ]
+        }),
+    ));
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,7 +697,8 @@ mod tests {
             scenario_id: "packet-loss".into(),
             scenario_title: "Checkout pages hang".into(),
             source: "bundled:packet-loss".into(),
-            seed: 42,
+            seed: Some(42),
+            candidate: None,
             backend: "netns".into(),
             phase: Phase::Ready,
             step: "ready".into(),

@@ -771,7 +771,9 @@ fn cpu_starvation_takes_the_cpu_from_the_target_only() {
     std::thread::sleep(Duration::from_millis(300));
     let (cpu_b, wait_b) = share(b.id());
     let (cpu_c, wait_c) = share(c.id());
-    eprintln!("cpu-starve: b got {cpu_b:.2} CPU-s/s, waited {wait_b:.2} s/s; c got {cpu_c:.2}, waited {wait_c:.2}");
+    eprintln!(
+        "cpu-starve: b got {cpu_b:.2} CPU-s/s, waited {wait_b:.2} s/s; c got {cpu_c:.2}, waited {wait_c:.2}"
+    );
     assert!(
         cpu_b < 0.4,
         "b shares its CPU with 3 busy threads: {cpu_b:.2} CPU-seconds per second"
@@ -780,7 +782,10 @@ fn cpu_starvation_takes_the_cpu_from_the_target_only() {
         wait_b > 0.5,
         "b waits for the CPU most of the time: {wait_b:.2}"
     );
-    assert!(wait_c < wait_b && cpu_c > cpu_b, "c is not pinned with the busy threads: {cpu_c:.2}, {wait_c:.2}");
+    assert!(
+        wait_c < wait_b && cpu_c > cpu_b,
+        "c is not pinned with the busy threads: {cpu_c:.2}, {wait_c:.2}"
+    );
     f.remove().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let (cpu_b, _) = share(b.id());

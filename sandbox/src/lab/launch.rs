@@ -38,6 +38,14 @@ pub struct Request<'a> {
     /// The scenario file, or `bundled:<id>`.
     pub source: &'a str,
     pub ready_timeout: Duration,
+    /// Certification mode: what is drawn is sealed to the instructor and kept out of the
+    /// lab's files.
+    pub certification: Option<Certification>,
+}
+
+pub struct Certification {
+    pub candidate: String,
+    pub instructor: crate::cert::InstructorPublic,
 }
 
 pub struct Launched {
@@ -53,7 +61,11 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
 
 /// Reserves an id and subnet slot under a lock, so labs started at the same moment do not
 /// collide, and writes the lab's first state.
-fn reserve(plan: &Plan, source: &str) -> Result<(LabDir, State), LaunchError> {
+fn reserve(
+    plan: &Plan,
+    source: &str,
+    candidate: Option<&str>,
+) -> Result<(LabDir, State), LaunchError> {
     let labs = state_root().join("labs");
     std::fs::create_dir_all(&labs).map_err(io(format!("creating {}", labs.display())))?;
     let lock_path = labs.join(".lock");
@@ -87,7 +99,8 @@ fn reserve(plan: &Plan, source: &str) -> Result<(LabDir, State), LaunchError> {
         scenario_id: plan.scenario.id.clone(),
         scenario_title: plan.scenario.title.clone(),
         source: source.to_string(),
-        seed: plan.seed,
+        seed: candidate.is_none().then_some(plan.seed),
+        candidate: candidate.map(str::to_string),
         backend: "netns".into(),
         phase: Phase::Starting,
         step: "starting the supervisor".into(),
@@ -116,18 +129,71 @@ fn reserve(plan: &Plan, source: &str) -> Result<(LabDir, State), LaunchError> {
     Ok((dir, state))
 }
 
+/// The exercise file, and in certification mode the sealed facts.
+fn write_exercise(dir: &LabDir, state: &State, req: &Request) -> Result<(), LaunchError> {
+    let candidate = req.certification.as_ref().map(|c| c.candidate.as_str());
+    crate::exercise::write(dir, &crate::exercise::LabExercise::of(req.plan, candidate)).map_err(
+        |e| LaunchError::Io {
+            what: "writing the exercise".into(),
+            source: std::io::Error::other(e.to_string()),
+        },
+    )?;
+    let Some(cert) = &req.certification else {
+        return Ok(());
+    };
+    let facts = crate::cert::SealedFacts {
+        candidate: cert.candidate.clone(),
+        scenario_id: req.plan.scenario.id.clone(),
+        lab_id: state.id.to_string(),
+        seed: req.plan.seed,
+        params: req
+            .plan
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect(),
+        faults: req
+            .plan
+            .faults
+            .iter()
+            .map(|f| format!("{} on {}", f.effect, f.target))
+            .collect(),
+        exercise: req.plan.exercise.clone(),
+        ready_ms: state.created_ms,
+    };
+    let sealed = crate::cert::seal(&cert.instructor, &facts).map_err(|e| LaunchError::Io {
+        what: "sealing".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let path = dir.path.join("sealed.age");
+    std::fs::write(&path, sealed).map_err(io(format!("writing {}", path.display())))
+}
+
 /// Starts a lab and waits until it is ready; `on_step` hears each start-up step.
 pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, LaunchError> {
-    let (dir, state) = reserve(req.plan, req.source)?;
+    let candidate = req.certification.as_ref().map(|c| c.candidate.as_str());
+    let (dir, state) = reserve(req.plan, req.source, candidate)?;
     let id = state.id.clone();
+    let cleanup = |dir: &LabDir| {
+        let _ = sweep::remove(&dir.id);
+    };
+    if let Err(e) = write_exercise(&dir, &state, req) {
+        cleanup(&dir);
+        return Err(e);
+    }
+    let mut plan = req.plan.clone();
+    if req.certification.is_some() {
+        // Fault ids name the fault; the kernel objects and state carry neutral ones instead.
+        for (i, f) in plan.faults.iter_mut().enumerate() {
+            f.id = format!("f{}", i + 1);
+        }
+    }
     let spec = Spec {
         id: id.clone(),
         slot: state.slot,
-        plan: req.plan.clone(),
+        plan,
         binaries: req.binaries.to_path_buf(),
-    };
-    let cleanup = |dir: &LabDir| {
-        let _ = sweep::remove(&dir.id);
+        certification: req.certification.is_some(),
     };
     let log =
         std::fs::File::create(dir.supervisor_log()).map_err(io("creating the supervisor log"))?;

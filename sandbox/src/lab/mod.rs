@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rand::RngExt;
 
-pub use launch::{LaunchError, Launched, Request, launch};
+pub use launch::{Certification, LaunchError, Launched, Request, launch};
 pub use state::{FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
 pub use supervisor::tail;
 pub use sweep::{DownReport, down, down_all};

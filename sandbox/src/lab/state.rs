@@ -24,7 +24,11 @@ pub struct State {
     pub scenario_title: String,
     /// The scenario file or `bundled:<id>`.
     pub source: String,
-    pub seed: u64,
+    /// The seed the parameters were drawn with; sealed (absent) in certification mode.
+    pub seed: Option<u64>,
+    /// The candidate, in certification mode.
+    #[serde(default)]
+    pub candidate: Option<String>,
     pub backend: String,
     pub phase: Phase,
     pub step: String,

@@ -33,6 +33,8 @@ pub struct Spec {
     pub plan: Plan,
     /// Directory with the compiled Go programs.
     pub binaries: PathBuf,
+    /// Certification mode: faults are published without saying what they are.
+    pub certification: bool,
 }
 
 /// How long services get to answer their first health check.
@@ -290,14 +292,23 @@ impl Lab<'_> {
 
     async fn start(&mut self, stop: watch::Receiver<bool>) -> Result<(), String> {
         let plan = &self.spec.plan;
+        let sealed = self.spec.certification;
         self.shared.update(|s| {
             s.faults = plan
                 .faults
                 .iter()
                 .map(|f| FaultState {
                     id: f.id.clone(),
-                    kind: f.kind.to_string(),
-                    description: format!("{} on {}", f.effect, f.target),
+                    kind: if sealed {
+                        "sealed".into()
+                    } else {
+                        f.kind.to_string()
+                    },
+                    description: if sealed {
+                        "sealed".into()
+                    } else {
+                        format!("{} on {}", f.effect, f.target)
+                    },
                     start_ms: None,
                     end_ms: None,
                     status: FaultStatus::Pending,

@@ -6,6 +6,7 @@
 //! duration ends or Ctrl-C, print the summary, append to the journal.
 
 mod cpu;
+mod gosym;
 pub mod hist;
 pub mod journal;
 mod netpoll;

@@ -370,7 +370,7 @@ impl Probe for TcpProbe {
                 }
             }
             let mut v: Vec<(String, u64)> = m.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|e| std::cmp::Reverse(e.1));
             v
         };
         let view = &self.view;
@@ -381,7 +381,7 @@ impl Probe for TcpProbe {
                     *segs.entry(view.flow(e).to_string()).or_default() += u64::from(e.value);
                 }
                 let mut v: Vec<(String, u64)> = segs.into_iter().collect();
-                v.sort_by(|a, b| b.1.cmp(&a.1));
+                v.sort_by_key(|e| std::cmp::Reverse(e.1));
                 let total: u64 = v.iter().map(|x| x.1).sum();
                 (format!("{total} segments retransmitted"), v)
             }
@@ -423,7 +423,7 @@ impl Probe for TcpProbe {
                     .into_iter()
                     .map(|(k, (sum, n))| (k, sum / n.max(1)))
                     .collect();
-                v.sort_by(|a, b| b.1.cmp(&a.1));
+                v.sort_by_key(|e| std::cmp::Reverse(e.1));
                 (format!("{} RTT samples", events.len()), v)
             }
         };
@@ -481,7 +481,7 @@ fn shade(n: u64, max: u64) -> char {
 impl TcpProbe {
     fn report_retrans(&self, seconds: u64) -> Report {
         let mut flows: Vec<(&Flow, &Retrans)> = self.agg.retrans.iter().collect();
-        flows.sort_by(|a, b| b.1.segs.cmp(&a.1.segs));
+        flows.sort_by_key(|e| std::cmp::Reverse(e.1.segs));
         let total: u64 = flows.iter().map(|f| f.1.segs).sum();
         let mut text = format!("Retransmitted segments: {total}\n");
         if flows.is_empty() {
@@ -701,11 +701,10 @@ impl TcpProbe {
             );
         } else {
             let rows = self.agg.connects.iter().map(|(f, c)| {
-                let mean = if c.ok == 0 {
-                    "-".to_string()
-                } else {
-                    format!("{}", c.sum_us / c.ok)
-                };
+                let mean = c
+                    .sum_us
+                    .checked_div(c.ok)
+                    .map_or_else(|| "-".to_string(), |m| m.to_string());
                 vec![
                     f.to_string(),
                     c.attempts.to_string(),
@@ -737,7 +736,7 @@ impl TcpProbe {
                 v["attempts"] = json!(c.attempts);
                 v["ok"] = json!(c.ok);
                 v["failures"] = json!(c.failures);
-                v["mean_us"] = json!(if c.ok == 0 { 0 } else { c.sum_us / c.ok });
+                v["mean_us"] = json!(c.sum_us.checked_div(c.ok).unwrap_or(0));
                 v["max_us"] = json!(c.max_us);
                 v
             }).collect::<Vec<_>>(),
@@ -747,7 +746,7 @@ impl TcpProbe {
 
     fn report_rtt(&self) -> Report {
         let mut flows: Vec<_> = self.agg.rtt.iter().collect();
-        flows.sort_by(|a, b| b.1.path_us.cmp(&a.1.path_us));
+        flows.sort_by_key(|e| std::cmp::Reverse(e.1.path_us));
         let mut text = String::from(
             "RTT per connection side (the kernel's smoothed RTT, sampled on received segments).\n\
              PATH is the lowest it got during the run, close to the network's own RTT; the mean adds\n\

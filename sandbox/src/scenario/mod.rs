@@ -50,12 +50,47 @@ pub struct Scenario {
     #[serde(default)]
     pub hints: Vec<Hint>,
     #[serde(default)]
-    pub expected_findings: Vec<grader::expect::ExpectedFinding>,
+    pub expected_findings: Spanned<Vec<grader::expect::ExpectedFinding>>,
     /// Points out of 100 needed to pass.
     #[serde(default = "default_pass_mark")]
     pub pass_mark: Spanned<u32>,
+    /// Points taken off for each submitted finding that matches no fault.
+    #[serde(default = "default_extra_penalty")]
+    pub extra_finding_penalty: u32,
+    /// What the system's users feel once the faults fire; `sandbox verify` checks it shows in
+    /// `status` after the first fault and not before.
     #[serde(default)]
-    pub solution: Option<Solution>,
+    pub symptom: Vec<SymptomCheck>,
+    #[serde(default)]
+    pub solution: Option<Spanned<Solution>>,
+}
+
+fn default_extra_penalty() -> u32 {
+    10
+}
+
+/// One load figure crossing a threshold.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SymptomCheck {
+    pub metric: Spanned<SymptomMetric>,
+    /// The figure is above this once the fault fires (and not before).
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// The figure is below this once the fault fires (and not before).
+    #[serde(default)]
+    pub below: Option<f64>,
+}
+
+/// A figure of the load generator's recent window, as `sandbox status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SymptomMetric {
+    P50Ms,
+    P90Ms,
+    P99Ms,
+    ErrorPct,
+    Rate,
 }
 
 fn default_pass_mark() -> Spanned<u32> {
@@ -416,6 +451,21 @@ pub struct Hint {
     /// Points taken off the score when the hint is shown.
     #[serde(default)]
     pub cost: Spanned<u32>,
+    /// Show this hint only when the learner's probe runs so far fit.
+    #[serde(default)]
+    pub when: Option<HintWhen>,
+}
+
+/// A condition on the lab's evidence journal.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HintWhen {
+    /// Every one of these probes has been run.
+    #[serde(default)]
+    pub ran: Vec<String>,
+    /// None of these probes has been run yet.
+    #[serde(default)]
+    pub not_ran: Vec<String>,
 }
 
 /// How the scenario is solved with the bundled tools, and answers that must not pass.
@@ -429,7 +479,7 @@ pub struct Solution {
     pub decoys: Vec<grader::findings::Findings>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SolutionStep {
     /// The command a learner runs, e.g. `sandbox probe tcp-retrans --target backend`.

@@ -101,6 +101,7 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
     check_services(&mut c, s);
     check_workload(&mut c, s);
     check_faults(&mut c, s);
+    check_grading(&mut c, s);
     if *s.pass_mark > 100 {
         c.err(
             s.pass_mark.pos,
@@ -536,6 +537,155 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
             format!("{path}.port"),
             format!("`{kind}` acts on a whole service; remove `port`"),
         );
+    }
+}
+
+/// Fields of a finding a check may look at.
+fn known_field(f: &str) -> bool {
+    matches!(
+        f,
+        "root_cause"
+            | "where.service"
+            | "where.link"
+            | "where.direction"
+            | "where.port"
+            | "where.services"
+            | "evidence"
+            | "notes"
+    ) || f
+        .strip_prefix("magnitude.")
+        .is_some_and(|q| !q.is_empty() && q.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+}
+
+fn probe_known(name: &str) -> bool {
+    crate::probe::ProbeKind::from_name(name).is_some()
+}
+
+fn probe_names() -> String {
+    crate::probe::ProbeKind::ALL.map(|k| k.name()).join(", ")
+}
+
+/// Expected findings, hints, the symptom and the solution: what grading and `verify` rely on.
+fn check_grading(c: &mut Checker, s: &Scenario) {
+    use grader::expect::Matcher;
+    let pos = s.expected_findings.pos;
+    let mut total = 0u32;
+    let mut ids = BTreeSet::new();
+    for (i, e) in s.expected_findings.iter().enumerate() {
+        let path = format!("expected_findings[{i}]");
+        if !ids.insert(e.id.as_str()) {
+            c.err(
+                pos,
+                format!("{path}.id"),
+                format!("an expected finding with id `{}` is already defined", e.id),
+            );
+        }
+        for (j, chk) in e.checks.iter().enumerate() {
+            let cpath = format!("{path}.checks[{j}]");
+            total += chk.points;
+            if !known_field(&chk.field) {
+                c.err(pos, format!("{cpath}.field"), format!("`{}` is not a field of a finding; expected root_cause, where.service, where.link, where.direction, where.port, where.services or magnitude.<quantity>", chk.field));
+            }
+            let mut matchers = vec![(&chk.expect, chk.points)];
+            matchers.extend(chk.partial.iter().map(|p| (&p.expect, p.points)));
+            for (m, points) in matchers {
+                if points > chk.points {
+                    c.err(
+                        pos,
+                        format!("{cpath}.partial"),
+                        "partial credit cannot exceed the check's points",
+                    );
+                }
+                if let Matcher::Regex(r) = m
+                    && !r.contains("{{")
+                    && !grader::score::regex_ok(r)
+                {
+                    c.err(
+                        pos,
+                        format!("{cpath}.expect.regex"),
+                        format!("`{r}` is not a valid regular expression"),
+                    );
+                }
+                if chk.field == "root_cause" {
+                    let values: Vec<&serde_json::Value> = match m {
+                        Matcher::Equals(v) => vec![v],
+                        Matcher::OneOf(v) | Matcher::Set(v) => v.iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    for v in values {
+                        if let Some(id) = v.as_str()
+                            && !id.contains("{{")
+                            && grader::taxonomy::find(id).is_none()
+                        {
+                            c.err(
+                                pos,
+                                format!("{cpath}.expect"),
+                                format!(
+                                    "`{id}` is not a known root cause; expected one of: {}",
+                                    grader::taxonomy::ids().collect::<Vec<_>>().join(", ")
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (j, ev) in e.evidence.iter().enumerate() {
+            total += ev.points;
+            if !probe_known(&ev.probe) {
+                c.err(
+                    pos,
+                    format!("{path}.evidence[{j}].probe"),
+                    format!(
+                        "no probe named `{}`; expected one of: {}",
+                        ev.probe,
+                        probe_names()
+                    ),
+                );
+            }
+        }
+    }
+    if !s.expected_findings.is_empty() && total != 100 {
+        c.err(
+            pos,
+            "expected_findings",
+            format!("checks and evidence are worth {total} points in all; make them add up to 100"),
+        );
+    }
+    for (i, h) in s.hints.iter().enumerate() {
+        for name in h.when.iter().flat_map(|w| w.ran.iter().chain(&w.not_ran)) {
+            if !probe_known(name) {
+                c.err(
+                    h.cost.pos,
+                    format!("hints[{i}].when"),
+                    format!(
+                        "no probe named `{name}`; expected one of: {}",
+                        probe_names()
+                    ),
+                );
+            }
+        }
+    }
+    for (i, sym) in s.symptom.iter().enumerate() {
+        if sym.above.is_some() == sym.below.is_some() {
+            c.err(
+                sym.metric.pos,
+                format!("symptom[{i}]"),
+                "expected exactly one of `above` or `below`",
+            );
+        }
+    }
+    if let Some(sol) = &s.solution {
+        for (i, step) in sol.steps.iter().enumerate() {
+            let words: Vec<&str> = step.run.split_whitespace().collect();
+            let ok = matches!(
+                words.as_slice(),
+                ["sandbox", "status", ..] | ["sandbox", "logs", ..]
+            ) || matches!(words.as_slice(), ["sandbox", "probe", name, ..] if probe_known(name));
+            if !ok {
+                c.err(sol.pos, format!("solution.steps[{i}].run"), format!("`{}`: a reference solution uses only `sandbox probe <name>`, `sandbox status` and `sandbox logs`", step.run));
+            }
+        }
     }
 }
 

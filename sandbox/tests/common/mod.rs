@@ -63,8 +63,15 @@ pub struct Lab {
 impl Lab {
     /// `sandbox run <scenario> --detach --seed <seed>`; panics with the output if it fails.
     pub fn start(scenario: &str, seed: u64) -> Lab {
+        Lab::start_env(scenario, seed, &[])
+    }
+
+    /// [`Lab::start`] with extra environment for `sandbox run`, e.g. `SANDBOX_GO` to pick the
+    /// Go toolchain the services are built with.
+    pub fn start_env(scenario: &str, seed: u64, env: &[(&str, &str)]) -> Lab {
         let out = sandbox()
             .args(["run", scenario, "--detach", "--seed", &seed.to_string()])
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         let all = text(&out);
@@ -87,9 +94,22 @@ impl Lab {
         }
     }
 
+    /// A handle on a lab started some other way; it is taken down when dropped.
+    pub fn adopt(id: &str) -> Lab {
+        Lab {
+            id: id.to_string(),
+            down: false,
+            _scenario: None,
+        }
+    }
+
     pub fn start_yaml(name: &str, yaml: &str, seed: u64) -> Lab {
+        Lab::start_yaml_env(name, yaml, seed, &[])
+    }
+
+    pub fn start_yaml_env(name: &str, yaml: &str, seed: u64, env: &[(&str, &str)]) -> Lab {
         let file = write_temp(&format!("{name}.yaml"), yaml);
-        let mut lab = Lab::start(file.as_str(), seed);
+        let mut lab = Lab::start_env(file.as_str(), seed, env);
         lab._scenario = Some(file);
         lab
     }

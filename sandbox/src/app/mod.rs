@@ -14,6 +14,12 @@ use crate::report;
 use crate::scenario::{self, BackendKind, ScenarioError, Source};
 use crate::symptoms;
 
+mod exercise;
+pub use exercise::{
+    GradeOptions, SubmitOptions, findings_template, grade, hint, keys_generate, submit,
+    verify_result,
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -160,6 +166,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     pub detach: bool,
     pub ready_timeout: Duration,
+    /// Certification: the candidate, and the instructor's public key file.
+    pub certify: Option<(String, std::path::PathBuf)>,
 }
 
 /// A spinner on a terminal, plain lines otherwise.
@@ -204,29 +212,34 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
             s.metadata.backends
         )));
     }
-    let seed = o.seed.unwrap_or_else(rand::random);
+    let certification = match &o.certify {
+        Some((candidate, key)) => Some(lab::Certification {
+            candidate: candidate.clone(),
+            instructor: crate::cert::InstructorPublic::load(key)
+                .map_err(|e| AppError::Invalid(e.to_string()))?,
+        }),
+        None => None,
+    };
+    // A candidate never chooses (or sees) the seed: it would let them draw the answer.
+    let seed = if certification.is_some() {
+        rand::random()
+    } else {
+        o.seed.unwrap_or_else(rand::random)
+    };
     let plan = Plan::build(&s, seed).map_err(|diagnostics| ScenarioError::Invalid {
         source_name: source.name.clone(),
         text: source.text.clone(),
         diagnostics,
     })?;
-    let progress = Progress::new();
-    let tc = gobuild::find()?;
-    progress.step(&format!("building the Go services with {}", tc.version));
-    let built = gobuild::build(&tc).inspect_err(|_| progress.done())?;
-    let req = lab::Request {
-        plan: &plan,
-        binaries: &built.dir,
-        source: &source.name,
-        ready_timeout: o.ready_timeout,
-    };
-    let launched =
-        lab::launch(&req, |step| progress.step(step)).inspect_err(|_| progress.done())?;
-    progress.done();
+    let launched = start(&plan, &source.name, o.ready_timeout, certification)?;
     let st = &launched.state;
+    let what = match &st.candidate {
+        Some(c) => format!("Certification lab {} for {c}", st.id),
+        None => format!("Lab {}", st.id),
+    };
+    let seed_note = st.seed.map(|s| format!(", seed {s}")).unwrap_or_default();
     println!(
-        "Lab {} is ready ({} services, seed {seed}, started in {:.3}s).",
-        st.id,
+        "{what} is ready ({} services{seed_note}, started in {:.3}s).",
         plan.instances.len(),
         launched.startup.as_secs_f64()
     );
@@ -244,6 +257,30 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
     }
     println!("Showing status every second; Ctrl-C takes the lab down.");
     watch_until_interrupt(&st.id, color)
+}
+
+/// Builds the Go services and brings a plan up, with progress on the terminal.
+pub fn start(
+    plan: &Plan,
+    source: &str,
+    ready_timeout: Duration,
+    certification: Option<lab::Certification>,
+) -> Result<lab::Launched, AppError> {
+    let progress = Progress::new();
+    let tc = gobuild::find()?;
+    progress.step(&format!("building the Go services with {}", tc.version));
+    let built = gobuild::build(&tc).inspect_err(|_| progress.done())?;
+    let req = lab::Request {
+        plan,
+        binaries: &built.dir,
+        source,
+        ready_timeout,
+        certification,
+    };
+    let launched =
+        lab::launch(&req, |step| progress.step(step)).inspect_err(|_| progress.done())?;
+    progress.done();
+    Ok(launched)
 }
 
 /// Redraws the lab's status once a second until Ctrl-C, then takes the lab down.
@@ -572,4 +609,74 @@ pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
         }
         Err(e) => Err(AppError::Failed(e.to_string())),
     }
+}
+
+/// `sandbox verify`: proves scenarios solvable with the bundled tools, one lab at a time.
+pub fn verify(scenarios: &[String], all: bool, seed: u64, json: bool) -> Result<(), AppError> {
+    require_root("verify")?;
+    let names: Vec<String> = if all {
+        scenario::bundled()
+            .iter()
+            .map(|b| b.id.to_string())
+            .collect()
+    } else {
+        scenarios.to_vec()
+    };
+    let mut failed = Vec::new();
+    let mut reports = Vec::new();
+    for name in &names {
+        let report = verify_one(name, seed)?;
+        if !json {
+            print!("{}", report::verify(&report));
+            println!();
+        }
+        if !report.passed() {
+            failed.push(name.clone());
+        }
+        reports.push(report);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
+    }
+    if failed.is_empty() {
+        println!("verified: {}", names.join(", "));
+        Ok(())
+    } else {
+        Err(AppError::Failed(format!(
+            "not verified: {}",
+            failed.join(", ")
+        )))
+    }
+}
+
+fn verify_one(name: &str, seed: u64) -> Result<crate::verify::Report, AppError> {
+    let (source, s) = load(name)?;
+    let missing = crate::verify::missing_parts(&s);
+    if !missing.is_empty() {
+        return Err(AppError::Invalid(format!(
+            "{}: cannot be verified without {}",
+            source.name,
+            missing.join(", ")
+        )));
+    }
+    let plan = Plan::build(&s, seed).map_err(|diagnostics| ScenarioError::Invalid {
+        source_name: source.name.clone(),
+        text: source.text.clone(),
+        diagnostics,
+    })?;
+    eprintln!("verifying {} (seed {seed})", source.name);
+    let launched = start(&plan, &source.name, Duration::from_secs(60), None)?;
+    let id = launched.state.id.clone();
+    let report = crate::verify::check_running(&plan, &s, &id, |step| eprintln!("· {step}"));
+    let down = lab::down(&id);
+    if !down.leftovers.is_empty() {
+        return Err(AppError::Failed(format!(
+            "lab {id} left: {}",
+            down.leftovers.join(", ")
+        )));
+    }
+    Ok(report)
 }

@@ -1,0 +1,300 @@
+//! A lab as an exercise: the hints a learner can ask for (and has asked for), the findings they
+//! hand in, the evidence their probe runs left, and what that is graded against.
+//!
+//! Files in the lab directory: `exercise.json` (hints, and in practice mode what is graded),
+//! `hints.jsonl` (hints shown), `evidence.jsonl` (the probes' journal) and, in certification
+//! mode, `sealed.age` (what was drawn, readable only with the instructor's key).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lab::{LabDir, now_ms};
+use crate::plan::{Hint, Plan};
+use crate::yaml;
+use grader::evidence::ProbeRun;
+use grader::findings::Findings;
+use grader::score::{Exercise, HintUse, Submission};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExerciseError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {field}{message}")]
+    Findings {
+        path: String,
+        line: u32,
+        column: u32,
+        field: String,
+        message: String,
+    },
+    #[error("{path}: {problems}")]
+    Lint { path: String, problems: String },
+    #[error("lab {0} has no exercise file; it was started by an older sandbox")]
+    Missing(String),
+}
+
+/// `exercise.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabExercise {
+    pub hints: Vec<Hint>,
+    /// What findings are graded against; absent in certification mode, where it is sealed.
+    pub grading: Option<Exercise>,
+    /// The candidate, in certification mode.
+    pub candidate: Option<String>,
+}
+
+impl LabExercise {
+    pub fn of(plan: &Plan, candidate: Option<&str>) -> LabExercise {
+        LabExercise {
+            hints: plan.hints.clone(),
+            grading: candidate.is_none().then(|| plan.exercise.clone()),
+            candidate: candidate.map(str::to_string),
+        }
+    }
+}
+
+fn file(dir: &LabDir, name: &str) -> PathBuf {
+    dir.path.join(name)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExerciseError + '_ {
+    move |source| ExerciseError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+pub fn write(dir: &LabDir, ex: &LabExercise) -> Result<(), ExerciseError> {
+    let path = file(dir, "exercise.json");
+    let json = serde_json::to_vec_pretty(ex).map_err(|e| ExerciseError::Io {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    crate::lab::write_atomic(&path, &json).map_err(io(&path))
+}
+
+pub fn read(dir: &LabDir) -> Result<LabExercise, ExerciseError> {
+    let path = file(dir, "exercise.json");
+    let text =
+        std::fs::read_to_string(&path).map_err(|_| ExerciseError::Missing(dir.id.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| ExerciseError::Io {
+        path: path.display().to_string(),
+        source: e.into(),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Shown {
+    index: usize,
+    cost: u32,
+    ts_ms: u64,
+}
+
+/// Hints shown so far, in order.
+pub fn hints_used(dir: &LabDir) -> Vec<HintUse> {
+    std::fs::read_to_string(file(dir, "hints.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Shown>(l).ok())
+        .map(|s| HintUse {
+            index: s.index,
+            cost: s.cost,
+        })
+        .collect()
+}
+
+/// The probe runs recorded in the lab's evidence journal.
+pub fn evidence(dir: &LabDir) -> Vec<ProbeRun> {
+    std::fs::read_to_string(dir.evidence())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Whether a hint's condition holds for the probes run so far.
+fn applies(h: &Hint, ran: &[ProbeRun]) -> bool {
+    let Some(w) = &h.when else { return true };
+    let has = |p: &String| ran.iter().any(|r| &r.probe == p);
+    w.ran.iter().all(has) && !w.not_ran.iter().any(has)
+}
+
+/// The next hint that applies and has not been shown, recorded as shown (its cost counts from
+/// now on). `None` when no hint is left that fits.
+pub fn next_hint(dir: &LabDir) -> Result<Option<(usize, Hint)>, ExerciseError> {
+    let ex = read(dir)?;
+    let used: Vec<usize> = hints_used(dir).iter().map(|h| h.index).collect();
+    let ran = evidence(dir);
+    let Some((index, hint)) = ex
+        .hints
+        .iter()
+        .enumerate()
+        .find(|(i, h)| !used.contains(i) && applies(h, &ran))
+    else {
+        return Ok(None);
+    };
+    let line = serde_json::to_string(&Shown {
+        index,
+        cost: hint.cost,
+        ts_ms: now_ms(),
+    })
+    .unwrap_or_default();
+    let path = file(dir, "hints.jsonl");
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    writeln!(f, "{line}").map_err(io(&path))?;
+    Ok(Some((index, hint.clone())))
+}
+
+/// The largest findings file accepted; a findings file is a page of YAML.
+pub const MAX_FINDINGS_BYTES: u64 = 256 * 1024;
+
+/// Reads a learner's findings: strict YAML, root causes from the taxonomy, attachments inside
+/// the lab directory. Learner text is data, never rendered as a template.
+pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseError> {
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.len() > MAX_FINDINGS_BYTES {
+        return Err(ExerciseError::Findings {
+            path: name,
+            line: 1,
+            column: 1,
+            field: String::new(),
+            message: format!(
+                "the file is {} bytes; a findings file may be at most {MAX_FINDINGS_BYTES}",
+                meta.len()
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let findings: Findings = yaml::from_str(
+        &text,
+        yaml::Limits {
+            max_bytes: MAX_FINDINGS_BYTES as usize,
+        },
+    )
+    .map_err(|e| ExerciseError::Findings {
+        path: name.clone(),
+        line: e.pos.line,
+        column: e.pos.column,
+        field: if e.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", e.path)
+        },
+        message: e.message,
+    })?;
+    let mut problems = grader::score::lint(&findings);
+    for (i, f) in findings.findings.iter().enumerate() {
+        for (j, a) in f.attachments.iter().enumerate() {
+            if let Err(why) = attachment_path(lab, a) {
+                problems.push(format!("findings[{i}].attachments[{j}]: {why}"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(findings)
+    } else {
+        Err(ExerciseError::Lint {
+            path: name,
+            problems: problems.join("\n  "),
+        })
+    }
+}
+
+/// An attachment's file, which must lie inside the lab directory (also after following
+/// symbolic links).
+pub fn attachment_path(lab: &LabDir, rel: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let outside =
+        || format!("`{rel}` is outside the lab directory; attach files the probes wrote there");
+    let mut depth = 0i32;
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => depth -= 1,
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return Err(outside()),
+        }
+        if depth < 0 {
+            return Err(outside());
+        }
+    }
+    let root = lab
+        .path
+        .canonicalize()
+        .map_err(|e| format!("the lab directory: {e}"))?;
+    let full = root
+        .join(rel)
+        .canonicalize()
+        .map_err(|_| format!("`{rel}` does not exist in the lab directory"))?;
+    if !full.starts_with(&root) {
+        return Err(outside());
+    }
+    if !full.is_file() {
+        return Err(format!("`{rel}` is not a file"));
+    }
+    Ok(full)
+}
+
+/// What the learner hands in for `findings`, with the lab's journal and hints.
+pub fn submission(
+    dir: &LabDir,
+    findings: Findings,
+    time_taken: Option<std::time::Duration>,
+) -> Submission {
+    Submission {
+        findings,
+        evidence: evidence(dir),
+        hints: hints_used(dir),
+        time_taken,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::HintWhen;
+
+    fn run(probe: &str) -> ProbeRun {
+        ProbeRun {
+            ts_ms: 0,
+            probe: probe.into(),
+            target: None,
+            instances: vec![],
+            seconds: 1.0,
+            summary: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn hints_follow_what_the_learner_did() {
+        let h = Hint {
+            text: "look at TCP".into(),
+            cost: 5,
+            when: Some(HintWhen {
+                ran: vec![],
+                not_ran: vec!["tcp-retrans".into()],
+            }),
+        };
+        assert!(applies(&h, &[run("tcp-rtt")]));
+        assert!(!applies(&h, &[run("tcp-retrans")]));
+        let after = Hint {
+            when: Some(HintWhen {
+                ran: vec!["cpu".into()],
+                not_ran: vec![],
+            }),
+            ..h
+        };
+        assert!(!applies(&after, &[]));
+        assert!(applies(&after, &[run("cpu")]));
+    }
+}
