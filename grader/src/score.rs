@@ -555,6 +555,41 @@ mod tests {
     }
 
     #[test]
+    fn evidence_counts_only_where_the_finding_puts_the_fault() {
+        // The probe showed payments ↔ ledger, but the finding names another link.
+        let g = grade(
+            &loss_exercise(),
+            &submit(
+                vec![finding("packet-loss", "payments", "checkout", Some(12.0))],
+                vec![retrans_run()],
+                vec![],
+            ),
+        );
+        let ev = g
+            .items
+            .iter()
+            .find(|i| i.check.starts_with("evidence"))
+            .unwrap();
+        assert_eq!(ev.status, Status::Fail);
+        assert!(ev.why.contains("right place"), "{}", ev.why);
+    }
+
+    #[test]
+    fn a_service_alone_is_one_end_of_a_link() {
+        let mut f = finding("packet-loss", "x", "y", Some(12.0));
+        f.location = Location {
+            service: Some("ledger-0".into()),
+            ..Default::default()
+        };
+        let g = grade(
+            &loss_exercise(),
+            &submit(vec![f], vec![retrans_run()], vec![]),
+        );
+        let link = g.items.iter().find(|i| i.check == "where.link").unwrap();
+        assert_eq!((link.status, link.points), (Status::Partial, 15));
+    }
+
+    #[test]
     fn late_submissions_fail() {
         let mut sub = submit(
             vec![finding("packet-loss", "payments", "ledger", Some(12.0))],

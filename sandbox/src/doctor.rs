@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::ebpf::{EbpfError, Object, objects};
 use crate::sys::{self, cmd, netns};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -270,8 +271,53 @@ fn kernel_checks() -> Vec<Check> {
             None,
         ),
     });
+    out.extend(ebpf_checks(&ns));
     let _ = cmd::run(Command::new("ip").args(["netns", "del", &ns]));
     out
+}
+
+/// Loads and attaches each bundled eBPF object the way the probes and the corruption fault do;
+/// everything is detached again when the objects drop.
+fn ebpf_checks(ns: &str) -> Vec<Check> {
+    let fix = "use Linux 6.x built with BTF, tracepoints, uprobes and perf events";
+    let result = |name: &str, r: Result<(), EbpfError>, ok: &str| match r {
+        Ok(()) => check(name, Status::Ok, ok, None),
+        Err(e) => check(name, Status::Warn, e.to_string(), Some(fix)),
+    };
+    let tcp = Object::load(&objects::TCP, &[])
+        .and_then(|mut o| o.attach_raw_tracepoint("tcp_retransmit", "tcp_retransmit_skb"));
+    let sched = Object::load(&objects::SCHED, &[])
+        .and_then(|mut o| o.attach_raw_tracepoint("on_switch", "sched_switch"));
+    let cpu = Object::load(&objects::PROFILE, &[])
+        .and_then(|mut o| o.attach_cpu_clock("on_cpu_clock", 99));
+    let tc = Object::load(&objects::CORRUPT, &[])
+        .and_then(|mut o| o.attach_tc("sbx_corrupt", ns, &["d1".to_string()], true));
+    let uprobe = Path::new("/sys/bus/event_source/devices/uprobe").exists();
+    vec![
+        result("eBPF TCP probes", tcp, "tcp tracepoints attach"),
+        result("eBPF scheduler probes", sched, "sched tracepoints attach"),
+        result("eBPF CPU profiler", cpu, "software cpu-clock perf events"),
+        result(
+            "eBPF tc (corruption)",
+            tc,
+            "TCX classifier attaches in a namespace",
+        ),
+        if uprobe {
+            check(
+                "uprobes (netpoll probe)",
+                Status::Ok,
+                "uprobe PMU present",
+                None,
+            )
+        } else {
+            check(
+                "uprobes (netpoll probe)",
+                Status::Warn,
+                "no /sys/bus/event_source/devices/uprobe: the kernel lacks CONFIG_UPROBE_EVENTS",
+                Some(fix),
+            )
+        },
+    ]
 }
 
 #[cfg(test)]

@@ -17,6 +17,34 @@ use aya::{Ebpf, EbpfLoader};
 
 pub use aya::Pod;
 
+/// The bundled kernel-side programs: built from `ebpf/*.bpf.c` by `ebpf/build.sh` and committed
+/// beside their sources, so a build needs no clang. Aligned for the loader.
+pub mod objects {
+    /// One compiled object: its file name (for messages) and its bytes.
+    pub struct Bundled {
+        pub name: &'static str,
+        pub bytes: &'static [u8],
+    }
+
+    macro_rules! object {
+        ($name:literal) => {
+            Bundled {
+                name: $name,
+                bytes: aya::include_bytes_aligned!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../ebpf/",
+                    $name
+                )),
+            }
+        };
+    }
+    pub static TCP: Bundled = object!("tcp.bpf.o");
+    pub static NETPOLL: Bundled = object!("netpoll.bpf.o");
+    pub static PROFILE: Bundled = object!("profile.bpf.o");
+    pub static SCHED: Bundled = object!("sched.bpf.o");
+    pub static CORRUPT: Bundled = object!("corrupt.bpf.o");
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
     #[error("loading {object}: {reason}")]
@@ -37,6 +65,12 @@ pub enum EbpfError {
         map: String,
         reason: String,
     },
+    /// The kernel lacks a hook a program attaches to.
+    #[error(
+        "this kernel has no tracepoint `{hook}` ({reason}). The probes need Linux 6.x with BTF \
+         and the tcp, sock, skb and sched tracepoints; `sandbox doctor` checks"
+    )]
+    MissingHook { hook: String, reason: String },
 }
 
 /// The first lines of an error: verifier logs run to kilobytes.
@@ -71,17 +105,14 @@ pub struct Object {
 }
 
 impl Object {
-    /// Loads `bytes` (CO-RE relocated against the running kernel) with `globals` set.
-    pub fn load(
-        name: &'static str,
-        bytes: &[u8],
-        globals: &[Global<'_>],
-    ) -> Result<Object, EbpfError> {
+    /// Loads `object` (CO-RE relocated against the running kernel) with `globals` set.
+    pub fn load(object: &objects::Bundled, globals: &[Global<'_>]) -> Result<Object, EbpfError> {
+        let name = object.name;
         let mut loader = EbpfLoader::new();
         for g in globals {
             loader.override_global(g.name, g.bytes, true);
         }
-        let bpf = loader.load(bytes).map_err(|e| EbpfError::Load {
+        let bpf = loader.load(object.bytes).map_err(|e| EbpfError::Load {
             object: name,
             reason: brief(&e),
         })?;
@@ -142,7 +173,17 @@ impl Object {
         let p: &mut RawTracePoint = self.program(program)?;
         let loaded = p.load();
         let attached = loaded.and_then(|_| p.attach(tracepoint).map(|_| ()));
-        attached.map_err(|e| self.attach_err(program, tracepoint, e))
+        attached.map_err(|e| match self.attach_err(program, tracepoint, e) {
+            EbpfError::Attach { reason, .. }
+                if reason.contains("No such file") || reason.contains("os error 2") =>
+            {
+                EbpfError::MissingHook {
+                    hook: tracepoint.to_string(),
+                    reason,
+                }
+            }
+            other => other,
+        })
     }
 
     /// Attaches a tc classifier at the ingress or egress of `devs` in namespace `netns` (TCX,
@@ -373,4 +414,26 @@ pub fn read_event<T: Pod>(bytes: &[u8]) -> Option<T> {
 /// Kernel symbols (/proc/kallsyms), for kernel stacks.
 pub fn kernel_symbols() -> std::collections::BTreeMap<u64, String> {
     aya::util::kernel_symbols().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tracepoint_the_kernel_lacks_is_named_as_missing() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED a_tracepoint_the_kernel_lacks_is_named_as_missing: needs root");
+            return;
+        }
+        let mut object = Object::load(&objects::TCP, &[]).expect("tcp.bpf.o loads");
+        match object.attach_raw_tracepoint("tcp_retransmit", "tcp_no_such_tracepoint") {
+            Err(e @ EbpfError::MissingHook { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("`tcp_no_such_tracepoint`"), "{text}");
+                assert!(text.contains("sandbox doctor"), "{text}");
+            }
+            other => panic!("expected MissingHook, got {other:?}"),
+        }
+    }
 }

@@ -23,11 +23,3 @@ pub mod symptoms;
 pub mod sys;
 pub mod verify;
 pub mod yaml;
-
-/// The bytes of a compiled object in `ebpf/`, aligned for the loader.
-#[macro_export]
-macro_rules! ebpf_object {
-    ($name:literal) => {
-        aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/", $name))
-    };
-}

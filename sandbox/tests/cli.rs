@@ -320,6 +320,13 @@ fn every_command_has_help_with_an_example() {
         "doctor",
         "schema",
         "completions",
+        "probe",
+        "hint",
+        "findings",
+        "submit",
+        "grade",
+        "keys",
+        "verify",
     ] {
         let out = sandbox().args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd}: {}", text(&out));
@@ -348,5 +355,77 @@ fn the_documented_example_is_a_valid_scenario() {
     assert_eq!(
         code, 0,
         "the example in docs/scenario-format.md must validate:\n{out}"
+    );
+}
+
+#[test]
+fn probe_errors_say_what_is_missing() {
+    let out = sandbox()
+        .args(["probe", "tcp-retrans", "--lab", "zzzzz"])
+        .output()
+        .unwrap();
+    if !root_or_skip(
+        "probe_errors_say_what_is_missing (needs root to drop to an unprivileged user)",
+    ) {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("no lab `zzzzz`"), "{}", text(&out));
+
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_sandbox"),
+            "probe",
+            "tcp-retrans",
+            "--lab",
+            "zzzzz",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("needs root"), "{}", text(&out));
+}
+
+#[test]
+fn doctor_tries_every_kernel_feature_and_leaves_nothing_behind() {
+    if !root_or_skip("doctor_tries_every_kernel_feature (the kernel checks need root)") {
+        return;
+    }
+    let _g = serial();
+    let before_ns = namespaces();
+    let before_objects = root_ns_objects();
+    let out = sandbox().args(["doctor", "--json"]).output().unwrap();
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("doctor checks {name}: {checks:?}"))["status"]
+            .clone()
+    };
+    for name in [
+        "network namespaces",
+        "nftables (loss, reset, partition)",
+        "NFQUEUE (delay)",
+        "eBPF TCP probes",
+        "eBPF scheduler probes",
+        "eBPF CPU profiler",
+        "eBPF tc (corruption)",
+        "uprobes (netpoll probe)",
+    ] {
+        assert_eq!(
+            status(name),
+            "ok",
+            "{name} works on this machine: {checks:?}"
+        );
+    }
+    assert_eq!(namespaces(), before_ns, "the doctor's namespace is gone");
+    assert_eq!(
+        root_ns_objects(),
+        before_objects,
+        "no eBPF program or rule is left"
     );
 }

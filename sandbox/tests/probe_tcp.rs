@@ -159,6 +159,22 @@ fn tcp_retrans_points_at_the_lossy_link_and_agrees_with_the_kernel() {
     // Targeting a healthy service shows nothing of the lossy link.
     let s = probe(&lab, "tcp-retrans", Some("front"), 3);
     assert_eq!(s["total_segments"], 0, "front sees no retransmissions: {s}");
+
+    // A target the lab does not have is named, with the ones it does.
+    let out = sandbox()
+        .args([
+            "probe",
+            "tcp-retrans",
+            "--lab",
+            &lab.id,
+            "--target",
+            "nosuch",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("nosuch"), "{}", text(&out));
+    assert!(text(&out).contains("front-0"), "{}", text(&out));
 }
 
 #[test]

@@ -591,20 +591,25 @@ pub struct ProbeOptions {
 
 /// `sandbox probe`: one probe run against a service of a lab (or the whole lab).
 pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
+    use crate::ebpf::EbpfError;
     use crate::probe::{self, ProbeError, Scope};
-    let result = Scope::resolve(o.lab.as_deref(), o.target.as_deref()).and_then(|scope| {
-        let opts = probe::Options {
-            kind: o.kind,
-            duration: o.duration,
-            json: o.json,
-            output: o.output,
-        };
-        probe::run(&scope, &opts, &mut std::io::stdout())
-    });
+    // Root first: a lab that cannot be probed anyway is not worth looking up.
+    let root = probe::require_root();
+    let result = root
+        .and_then(|()| Scope::resolve(o.lab.as_deref(), o.target.as_deref()))
+        .and_then(|scope| {
+            let opts = probe::Options {
+                kind: o.kind,
+                duration: o.duration,
+                json: o.json,
+                output: o.output,
+            };
+            probe::run(&scope, &opts, &mut std::io::stdout())
+        });
     match result {
         Ok(_) => Ok(()),
         Err(ProbeError::Find(e)) => Err(AppError::Find(e)),
-        Err(e @ (ProbeError::NotRoot | ProbeError::Kernel { .. })) => {
+        Err(e @ (ProbeError::NotRoot | ProbeError::Ebpf(EbpfError::MissingHook { .. }))) => {
             Err(AppError::Missing(e.to_string()))
         }
         Err(e) => Err(AppError::Failed(e.to_string())),

@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use super::selector::Selector;
 use super::{FaultError, Place, Wiring};
-use crate::ebpf::{self, Object};
+use crate::ebpf::{self, Object, objects};
 use crate::sys::cmd;
-
-static OBJECT: &[u8] = crate::ebpf_object!("corrupt.bpf.o");
 
 const MAX_ADDRS: usize = 8;
 const MAX_SELECTORS: usize = 2;
@@ -134,7 +132,7 @@ pub fn install(
     }
 
     let mut object =
-        Object::load("corrupt.bpf.o", OBJECT, &[]).map_err(|e| FaultError::Ebpf(e.to_string()))?;
+        Object::load(&objects::CORRUPT, &[]).map_err(|e| FaultError::Ebpf(e.to_string()))?;
     object
         .array_set("corrupt_config", 0, cfg)
         .map_err(|e| FaultError::Ebpf(e.to_string()))?;

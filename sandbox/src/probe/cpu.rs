@@ -14,10 +14,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Options, Probe, ProbeError, Report, Scope};
-use crate::ebpf::{Object, Pod};
+use crate::ebpf::{Object, Pod, objects};
 use symbols::Symbolizer;
-
-static OBJECT: &[u8] = crate::ebpf_object!("profile.bpf.o");
 
 /// Not a multiple of common timer rates, so samples do not lock step with periodic work.
 const HZ: u64 = 99;
@@ -106,7 +104,7 @@ pub fn attach(scope: &Scope, o: &Options) -> Result<Box<dyn Probe>, ProbeError> 
         source,
     })?;
     let attached = (|| {
-        let mut obj = Object::load("profile.bpf.o", OBJECT, &[])?;
+        let mut obj = Object::load(&objects::PROFILE, &[])?;
         for pid in instances.keys() {
             obj.hash_insert("target_tgids", *pid, 1u8)?;
         }

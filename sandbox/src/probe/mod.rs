@@ -32,13 +32,6 @@ pub enum ProbeError {
     Find(#[from] crate::lab::FindError),
     #[error("{0}")]
     Ebpf(#[from] EbpfError),
-    /// The kernel lacks a hook the probe needs.
-    #[error("{what}: this kernel does not have it ({detail}). {fix}")]
-    Kernel {
-        what: String,
-        detail: String,
-        fix: String,
-    },
     /// The target's Go binary cannot be probed.
     #[error("{0}")]
     Binary(String),
@@ -172,11 +165,18 @@ pub struct Outcome {
     pub summary: serde_json::Value,
 }
 
+/// Probes load eBPF programs, which only root may do.
+pub fn require_root() -> Result<(), ProbeError> {
+    if crate::sys::is_root() {
+        Ok(())
+    } else {
+        Err(ProbeError::NotRoot)
+    }
+}
+
 /// Runs a probe against `scope`, printing to `out`.
 pub fn run(scope: &Scope, o: &Options, out: &mut dyn Write) -> Result<Outcome, ProbeError> {
-    if !crate::sys::is_root() {
-        return Err(ProbeError::NotRoot);
-    }
+    require_root()?;
     let started = Instant::now();
     let mut probe = attach(scope, o)?;
     let attach_time = started.elapsed();

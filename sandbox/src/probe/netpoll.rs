@@ -24,10 +24,8 @@ use serde_json::json;
 use super::gosym::{self, GoFunc};
 use super::hist::Log2Hist;
 use super::{Probe, ProbeError, Report, Scope};
-use crate::ebpf::{self, Global, Object, Ring};
+use crate::ebpf::{self, Global, Object, Ring, objects};
 use crate::report::grid;
-
-static OBJECT: &[u8] = crate::ebpf_object!("netpoll.bpf.o");
 
 const FUNC: &str = "internal/poll.runtime_pollWait";
 const WRITE_FUNC: &str = "internal/poll.(*FD).Write";
@@ -360,7 +358,7 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
         Global::new("fd_off", &FD_OFF),
         Global::new("sysfd_off", &SYSFD_OFF),
     ];
-    let mut object = Object::load("netpoll.bpf.o", OBJECT, &globals)?;
+    let mut object = Object::load(&objects::NETPOLL, &globals)?;
     for (_, pid) in &running {
         object.hash_insert("np_targets", *pid, 1u8)?;
     }
@@ -827,7 +825,7 @@ mod kernel_tests {
             Global::new("fd_off", &FD_OFF),
             Global::new("sysfd_off", &SYSFD_OFF),
         ];
-        let mut object = Object::load("netpoll.bpf.o", OBJECT, &globals).unwrap();
+        let mut object = Object::load(&objects::NETPOLL, &globals).unwrap();
         object
             .hash_insert("np_targets", target.0.id(), 1u8)
             .unwrap();

@@ -9,9 +9,7 @@ use serde_json::json;
 
 use super::hist::Log2Hist;
 use super::{Probe, ProbeError, ProbeKind, Report, Scope};
-use crate::ebpf::{Global, Object, Pod};
-
-static OBJECT: &[u8] = crate::ebpf_object!("sched.bpf.o");
+use crate::ebpf::{Global, Object, Pod, objects};
 
 const BUCKETS: u32 = 32;
 const TOP_THREADS: usize = 10;
@@ -58,11 +56,7 @@ pub fn attach(kind: ProbeKind, scope: &Scope) -> Result<Box<dyn Probe>, ProbeErr
         )));
     }
     let offcpu = u32::from(kind == ProbeKind::Offcpu);
-    let mut obj = Object::load(
-        "sched.bpf.o",
-        OBJECT,
-        &[Global::new("offcpu_mode", &offcpu)],
-    )?;
+    let mut obj = Object::load(&objects::SCHED, &[Global::new("offcpu_mode", &offcpu)])?;
     for pid in instances.keys() {
         obj.hash_insert("target_tgids", *pid, 1u8)?;
     }

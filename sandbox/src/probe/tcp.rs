@@ -10,10 +10,8 @@ use serde_json::json;
 
 use super::hist::Log2Hist;
 use super::{Probe, ProbeError, ProbeKind, Report, Scope};
-use crate::ebpf::{self, EbpfError, Global, Object, Ring};
+use crate::ebpf::{self, Global, Object, Ring, objects};
 use crate::report::grid;
-
-static OBJECT: &[u8] = crate::ebpf_object!("tcp.bpf.o");
 
 const EV_RETRANS: u8 = 1;
 const EV_SEND_RST: u8 = 2;
@@ -63,7 +61,7 @@ fn programs(kind: ProbeKind) -> &'static [(&'static str, &'static str)] {
 
 pub fn attach(kind: ProbeKind, scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
     let filter: u8 = u8::from(scope.target.is_some());
-    let mut object = Object::load("tcp.bpf.o", OBJECT, &[Global::new("filter_ips", &filter)])?;
+    let mut object = Object::load(&objects::TCP, &[Global::new("filter_ips", &filter)])?;
     for inode in scope.lab_inodes() {
         object.hash_insert("netns_allow", inode as u32, 1u8)?;
     }
@@ -71,22 +69,7 @@ pub fn attach(kind: ProbeKind, scope: &Scope) -> Result<Box<dyn Probe>, ProbeErr
         object.hash_insert("ip_allow", u32::from_ne_bytes(a.octets()), 1u8)?;
     }
     for (program, tracepoint) in programs(kind) {
-        object
-            .attach_raw_tracepoint(program, tracepoint)
-            .map_err(|e| match e {
-                EbpfError::Attach { reason, .. }
-                    if reason.contains("No such file") || reason.contains("ENOENT") =>
-                {
-                    ProbeError::Kernel {
-                        what: format!("tracepoint {tracepoint}"),
-                        detail: reason,
-                        fix:
-                            "The TCP probes need Linux 6.x with the tcp, sock and skb tracepoints."
-                                .into(),
-                    }
-                }
-                other => other.into(),
-            })?;
+        object.attach_raw_tracepoint(program, tracepoint)?;
     }
     let ring = object.ring("events")?;
     let reasons = if kind == ProbeKind::TcpDrop {
