@@ -57,6 +57,42 @@ fn format_err(path: &Path, what: &'static str, why: impl std::fmt::Display) -> C
     }
 }
 
+/// The two lines of a key file: the age key (the line starting `age_prefix`) and the 32 bytes
+/// of the signing key (base64 after `sign_prefix`).
+fn read_key_file(
+    path: &Path,
+    what: &'static str,
+    age_prefix: &str,
+    sign_prefix: &str,
+) -> Result<(String, [u8; 32]), CertError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut age_line = None;
+    let mut sign = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with(age_prefix) {
+            age_line = Some(line.to_string());
+        } else if let Some(b) = line.strip_prefix(sign_prefix) {
+            let bytes: [u8; 32] = B64
+                .decode(b)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| format_err(path, what, "the signing line is not a 32-byte key"))?;
+            sign = Some(bytes);
+        }
+    }
+    match (age_line, sign) {
+        (Some(a), Some(s)) => Ok((a, s)),
+        _ => Err(format_err(
+            path,
+            what,
+            format!(
+                "it needs a line starting {age_prefix} and one starting {}",
+                sign_prefix.trim_end()
+            ),
+        )),
+    }
+}
+
 /// The instructor's secret key: decrypts sealed facts and signs graded results.
 pub struct InstructorKey {
     identity: age::x25519::Identity,
@@ -99,32 +135,13 @@ impl InstructorKey {
     }
 
     pub fn load(path: &Path) -> Result<InstructorKey, CertError> {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
-        let mut identity = None;
-        let mut signing = None;
-        for line in text.lines().map(str::trim) {
-            if line.starts_with("AGE-SECRET-KEY-") {
-                identity = Some(
-                    age::x25519::Identity::from_str(line)
-                        .map_err(|e| format_err(path, "instructor key", e))?,
-                );
-            } else if let Some(b) = line.strip_prefix(SIGN_SECRET) {
-                let bytes: [u8; 32] = B64
-                    .decode(b)
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| format_err(path, "instructor key", "bad signing key"))?;
-                signing = Some(SigningKey::from_bytes(&bytes));
-            }
-        }
-        match (identity, signing) {
-            (Some(identity), Some(signing)) => Ok(InstructorKey { identity, signing }),
-            _ => Err(format_err(
-                path,
-                "instructor key",
-                "it needs an AGE-SECRET-KEY line and a signing line",
-            )),
-        }
+        let what = "instructor key";
+        let (age_line, signing) = read_key_file(path, what, "AGE-SECRET-KEY-", SIGN_SECRET)?;
+        Ok(InstructorKey {
+            identity: age::x25519::Identity::from_str(&age_line)
+                .map_err(|e| format_err(path, what, e))?,
+            signing: SigningKey::from_bytes(&signing),
+        })
     }
 }
 
@@ -138,38 +155,14 @@ impl InstructorPublic {
     }
 
     pub fn load(path: &Path) -> Result<InstructorPublic, CertError> {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
-        let mut recipient = None;
-        let mut verifying = None;
-        for line in text.lines().map(str::trim) {
-            if line.starts_with("age1") {
-                recipient = Some(
-                    age::x25519::Recipient::from_str(line)
-                        .map_err(|e| format_err(path, "public key", e))?,
-                );
-            } else if let Some(b) = line.strip_prefix(SIGN_PUBLIC) {
-                let bytes: [u8; 32] = B64
-                    .decode(b)
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| format_err(path, "public key", "bad verifying key"))?;
-                verifying = Some(
-                    VerifyingKey::from_bytes(&bytes)
-                        .map_err(|e| format_err(path, "public key", e))?,
-                );
-            }
-        }
-        match (recipient, verifying) {
-            (Some(recipient), Some(verifying)) => Ok(InstructorPublic {
-                recipient,
-                verifying,
-            }),
-            _ => Err(format_err(
-                path,
-                "public key",
-                "it needs an age1… line and a signing line",
-            )),
-        }
+        let what = "public key";
+        let (age_line, verifying) = read_key_file(path, what, "age1", SIGN_PUBLIC)?;
+        Ok(InstructorPublic {
+            recipient: age::x25519::Recipient::from_str(&age_line)
+                .map_err(|e| format_err(path, what, e))?,
+            verifying: VerifyingKey::from_bytes(&verifying)
+                .map_err(|e| format_err(path, what, e))?,
+        })
     }
 }
 
@@ -355,6 +348,27 @@ mod tests {
             generate(&dir.path().join("instructor")).is_err(),
             "an existing key is never overwritten"
         );
+    }
+
+    #[test]
+    fn a_damaged_key_file_says_which_line_it_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, p) = generate(&dir.path().join("instructor")).unwrap();
+        let public = std::fs::read_to_string(&p).unwrap();
+        let without_signing: String = public
+            .lines()
+            .filter(|l| !l.starts_with(SIGN_PUBLIC))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&p, without_signing).unwrap();
+        let e = InstructorPublic::load(&p).err().unwrap().to_string();
+        assert!(e.contains("SANDBOX-SIGNING-PUBLIC"), "{e}");
+        assert!(e.contains(&p.display().to_string()), "{e}");
+
+        let secret = std::fs::read_to_string(&k).unwrap();
+        std::fs::write(&k, format!("{secret}{SIGN_SECRET}not-base64\n")).unwrap();
+        let e = InstructorKey::load(&k).err().unwrap().to_string();
+        assert!(e.contains("not a 32-byte key"), "{e}");
     }
 
     #[test]

@@ -79,16 +79,10 @@ struct Cpu {
 
 pub fn attach(scope: &Scope, o: &Options) -> Result<Box<dyn Probe>, ProbeError> {
     let instances: HashMap<u32, String> = scope
-        .members
-        .iter()
-        .filter_map(|m| Some((m.pid?, m.name.clone())))
+        .running()?
+        .into_iter()
+        .map(|(m, pid)| (pid, m.name.clone()))
         .collect();
-    if instances.is_empty() {
-        return Err(ProbeError::Target(format!(
-            "no process of {} is running",
-            scope.describe()
-        )));
-    }
     let target = scope.target.clone().unwrap_or_else(|| "lab".into());
     let svg = match &o.output {
         Some(p) => p.clone(),

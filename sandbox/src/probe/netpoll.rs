@@ -343,17 +343,7 @@ impl Netpoll {
 }
 
 pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
-    let running: Vec<(&super::scope::Member, u32)> = scope
-        .members
-        .iter()
-        .filter_map(|m| Some((m, m.pid?)))
-        .collect();
-    if running.is_empty() {
-        return Err(ProbeError::Target(format!(
-            "no running process in {}; is the service up (sandbox status)?",
-            scope.describe()
-        )));
-    }
+    let running = scope.running()?;
     let globals = [
         Global::new("fd_off", &FD_OFF),
         Global::new("sysfd_off", &SYSFD_OFF),

@@ -45,16 +45,10 @@ struct Sched {
 
 pub fn attach(kind: ProbeKind, scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
     let instances: HashMap<u32, String> = scope
-        .members
-        .iter()
-        .filter_map(|m| Some((m.pid?, m.name.clone())))
+        .running()?
+        .into_iter()
+        .map(|(m, pid)| (pid, m.name.clone()))
         .collect();
-    if instances.is_empty() {
-        return Err(ProbeError::Target(format!(
-            "no process of {} is running",
-            scope.describe()
-        )));
-    }
     let offcpu = u32::from(kind == ProbeKind::Offcpu);
     let mut obj = Object::load(&objects::SCHED, &[Global::new("offcpu_mode", &offcpu)])?;
     for pid in instances.keys() {

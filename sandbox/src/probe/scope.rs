@@ -107,6 +107,22 @@ impl Scope {
         })
     }
 
+    /// The members with a running process, and its pid; an error when there are none.
+    pub fn running(&self) -> Result<Vec<(&Member, u32)>, ProbeError> {
+        let running: Vec<(&Member, u32)> = self
+            .members
+            .iter()
+            .filter_map(|m| Some((m, m.pid?)))
+            .collect();
+        if running.is_empty() {
+            return Err(ProbeError::Target(format!(
+                "no running process in {}; is the service up (sandbox status)?",
+                self.describe()
+            )));
+        }
+        Ok(running)
+    }
+
     /// `backend (backend-0, backend-1) in lab k3f9q`.
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
