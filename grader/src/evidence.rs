@@ -72,6 +72,18 @@ fn pairs(run: &ProbeRun) -> Vec<(String, String, f64)> {
                     .map(|p| (svc(p, "instance"), svc(p, "peer"), num(p, "oldest_us"))),
             )
             .collect(),
+        // A client's lookups of a name show trouble when some failed or the answers took
+        // 10 ms or more: the lab's name server answers in well under one.
+        "dns" => list("flows")
+            .iter()
+            .filter(|f| {
+                ["nxdomain", "servfail", "other", "unanswered"]
+                    .iter()
+                    .any(|k| num(f, k) > 0.0)
+                    || num(f, "mean_us") >= 10_000.0
+            })
+            .map(|f| (svc(f, "from"), svc(f, "name"), num(f, "mean_us")))
+            .collect(),
         "runq" | "offcpu" => run
             .instances
             .iter()
@@ -181,6 +193,29 @@ mod tests {
         };
         assert!(shows(&r, &slow("profiles")));
         assert!(!shows(&r, &slow("index")));
+    }
+
+    #[test]
+    fn dns_evidence_needs_failed_or_slow_lookups() {
+        let r = run(
+            "dns",
+            Some("orders"),
+            json!({"flows": [
+                {"from": "orders-0", "name": "inventory", "lookups": 50, "ok": 20, "unanswered": 30, "mean_us": 90.0},
+                {"from": "orders-0", "name": "pricing", "lookups": 50, "ok": 50, "mean_us": 80.0},
+                {"from": "web-0", "name": "orders", "lookups": 40, "ok": 40, "mean_us": 25000.0}
+            ]}),
+        );
+        let between = |a: &str, b: &str| Shows {
+            between: Some([a.into(), b.into()]),
+            ..Default::default()
+        };
+        assert!(shows(&r, &between("orders", "inventory")));
+        assert!(
+            !shows(&r, &between("orders", "pricing")),
+            "healthy lookups show nothing"
+        );
+        assert!(shows(&r, &between("web", "orders")), "slow answers show");
     }
 
     #[test]

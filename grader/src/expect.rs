@@ -82,7 +82,7 @@ pub struct Shows {
     /// `cpu`: a function matching this regular expression among the top functions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
-    /// Latency probes (`tcp-rtt`, `netpoll`, `runq`, `offcpu`): at least this many
+    /// Latency probes (`tcp-rtt`, `netpoll`, `runq`, `offcpu`, `dns`): at least this many
     /// milliseconds on the flow, peer or service in question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ms: Option<f64>,

@@ -2,6 +2,7 @@
 //! command that fixes it. Kernel features are tried for real in a throw-away namespace rather
 //! than guessed from config files.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -292,6 +293,17 @@ fn ebpf_checks(ns: &str) -> Vec<Check> {
         .and_then(|mut o| o.attach_cpu_clock("on_cpu_clock", 99));
     let tc = Object::load(&objects::CORRUPT, &[])
         .and_then(|mut o| o.attach_tc("sbx_corrupt", ns, &["d1".to_string()], true));
+    let filter = std::net::UdpSocket::bind("127.0.0.1:0")
+        .map_err(|e| EbpfError::Attach {
+            object: objects::DNS.name,
+            program: "dns_only".into(),
+            point: "socket".into(),
+            reason: e.to_string(),
+        })
+        .and_then(|socket| {
+            let mut o = Object::load(&objects::DNS, &[])?;
+            o.attach_socket_filter("dns_only", socket.as_fd())
+        });
     let uprobe = Path::new("/sys/bus/event_source/devices/uprobe").exists();
     vec![
         result("eBPF TCP probes", tcp, "tcp tracepoints attach"),
@@ -301,6 +313,11 @@ fn ebpf_checks(ns: &str) -> Vec<Check> {
             "eBPF tc (corruption)",
             tc,
             "TCX classifier attaches in a namespace",
+        ),
+        result(
+            "eBPF socket filter (dns probe)",
+            filter,
+            "socket filter attaches",
         ),
         if uprobe {
             check(

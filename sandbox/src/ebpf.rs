@@ -2,7 +2,8 @@
 //! place that talks to aya: faults and probes ask for what they need in their own terms.
 //!
 //! Programs are attached with what this kernel family offers without tracefs, kprobes or
-//! fentry: raw tracepoints, uprobes at file offsets, perf events, and tc (TCX).
+//! fentry: raw tracepoints, uprobes at file offsets, perf events, tc (TCX) and socket
+//! filters.
 
 use std::num::NonZeroU32;
 use std::os::fd::AsFd;
@@ -12,7 +13,9 @@ use std::time::Duration;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::uprobe::UProbeScope;
-use aya::programs::{PerfEvent, RawTracePoint, SchedClassifier, TcAttachType, UProbe};
+use aya::programs::{
+    PerfEvent, RawTracePoint, SchedClassifier, SocketFilter, TcAttachType, UProbe,
+};
 use aya::{Ebpf, EbpfLoader};
 
 pub use aya::Pod;
@@ -43,6 +46,7 @@ pub mod objects {
     pub static PROFILE: Bundled = object!("profile.bpf.o");
     pub static SCHED: Bundled = object!("sched.bpf.o");
     pub static CORRUPT: Bundled = object!("corrupt.bpf.o");
+    pub static DNS: Bundled = object!("dns.bpf.o");
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +227,18 @@ impl Object {
             point: format!("tc in {netns}"),
             reason,
         })
+    }
+
+    /// Attaches a socket filter program to `socket`: the kernel runs it on every packet
+    /// before the socket sees it, and the socket only receives what it keeps.
+    pub fn attach_socket_filter(
+        &mut self,
+        program: &str,
+        socket: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), EbpfError> {
+        let p: &mut SocketFilter = self.program(program)?;
+        let attached = p.load().and_then(|_| p.attach(socket).map(|_| ()));
+        attached.map_err(|e| self.attach_err(program, "socket", e))
     }
 
     /// Attaches a uprobe program at each file offset of `binary`, in process `pid` only (or

@@ -15,6 +15,7 @@ pub mod fault;
 pub mod gobuild;
 pub mod http;
 pub mod lab;
+pub mod names;
 pub mod plan;
 pub mod probe;
 pub mod report;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{
-    self, ADMIN_PORT, Diagnostic, Direction, Dur, FaultKind, LOADGEN, Params, Program, Rate,
-    Renderer, Scenario, Tpl,
+    self, ADMIN_PORT, Diagnostic, Direction, DnsAnswer, Dur, FaultKind, LOADGEN, NameService,
+    Params, Program, Rate, Renderer, Scenario, Tpl,
 };
 use crate::yaml::{Pos, Spanned};
 
@@ -19,6 +19,9 @@ pub struct Plan {
     pub seed: u64,
     pub params: Params,
     pub instances: Vec<Instance>,
+    /// How instances resolve each other's names.
+    #[serde(default)]
+    pub names: NameService,
     pub workload: Workload,
     pub faults: Vec<FaultPlan>,
     pub briefing: Briefing,
@@ -101,19 +104,48 @@ pub enum FaultTarget {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Effect {
-    Loss { percent: f64 },
-    Delay { delay: Duration, jitter: Duration },
-    Reset { percent: f64 },
+    Loss {
+        percent: f64,
+    },
+    Delay {
+        delay: Duration,
+        jitter: Duration,
+    },
+    Reset {
+        percent: f64,
+    },
     Blackhole,
     Partition,
-    SynDrop { percent: f64 },
-    Bandwidth { bits_per_sec: u64 },
-    Corrupt { percent: f64 },
-    Slow { delay: Duration, percent: f64 },
-    Hang { percent: f64 },
+    SynDrop {
+        percent: f64,
+    },
+    Bandwidth {
+        bits_per_sec: u64,
+    },
+    Corrupt {
+        percent: f64,
+    },
+    Slow {
+        delay: Duration,
+        percent: f64,
+    },
+    Hang {
+        percent: f64,
+    },
     Leak,
-    CpuBurn { goroutines: u32 },
-    CpuStarve { hogs: u32 },
+    CpuBurn {
+        goroutines: u32,
+    },
+    CpuStarve {
+        hogs: u32,
+    },
+    /// At the lab's name server: `percent` of the caught lookups get `answer` (a correct
+    /// one when `None`), each after `delay`.
+    Dns {
+        answer: Option<DnsAnswer>,
+        delay: Option<Duration>,
+        percent: f64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -207,6 +239,23 @@ impl std::fmt::Display for Effect {
             Effect::CpuBurn { goroutines } => write!(f, "CPU burn ({goroutines} goroutines)"),
             Effect::CpuStarve { hogs } => {
                 write!(f, "CPU starvation ({hogs} busy threads on its CPU)")
+            }
+            Effect::Dns {
+                answer,
+                delay,
+                percent,
+            } => {
+                let what = match answer {
+                    Some(DnsAnswer::Nxdomain) => "answered NXDOMAIN",
+                    Some(DnsAnswer::Servfail) => "answered SERVFAIL",
+                    Some(DnsAnswer::Timeout) => "unanswered",
+                    None => "answered",
+                };
+                write!(f, "{percent}% of name lookups {what}")?;
+                match delay {
+                    Some(d) => write!(f, " after {}", Dur(*d)),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -424,6 +473,7 @@ impl<'a> Builder<'a> {
             seed,
             params: self.params,
             instances,
+            names: s.topology.names.as_ref().map(|n| **n).unwrap_or_default(),
             workload,
             faults,
             briefing,
@@ -758,6 +808,21 @@ impl<'a> Builder<'a> {
                     None => 3,
                 };
                 Effect::CpuStarve { hogs: n }
+            }
+            FaultKind::Dns => {
+                let answer = match &p.answer {
+                    Some(a) => Some(self.value(a, &format!("{ppath}.answer"))?),
+                    None => None,
+                };
+                let delay = match &p.delay {
+                    Some(_) => Some(delay(self)?),
+                    None => None,
+                };
+                Effect::Dns {
+                    answer,
+                    delay,
+                    percent: percent(self, Some(100.0))?,
+                }
             }
         })
     }

@@ -130,6 +130,43 @@ fn percentages_outside_zero_to_one_hundred_are_refused() {
 }
 
 #[test]
+fn dns_faults_need_the_name_server_an_answer_and_no_port() {
+    let dns = GOOD.replace("type: loss", "type: dns");
+    assert_error(
+        "answer.yaml",
+        &dns.replace("percent: 10", "answer: refused"),
+        "27:15: faults[0].params.answer:",
+        &[
+            "expected one of nxdomain, servfail, timeout",
+            "found \"refused\"",
+        ],
+    );
+    let with_port = dns.replace("percent: 10", "answer: nxdomain").replace(
+        "      service: db\n",
+        "      service: db\n      port: 7070\n",
+    );
+    assert_error(
+        "hosts.yaml",
+        &with_port,
+        "23:11: faults[0].type:",
+        &["set `topology.names: dns`"],
+    );
+    assert_error(
+        "port.yaml",
+        &with_port.replace("topology:\n", "topology:\n  names: dns\n"),
+        "27:13: faults[0].target.port:",
+        &["name lookups, which have no service port; remove `port`"],
+    );
+    assert_error(
+        "nothing.yaml",
+        &dns.replace("    params:\n      percent: 10\n", "")
+            .replace("topology:\n", "topology:\n  names: dns\n"),
+        "24:11: faults[0].params:",
+        &["`dns` needs `params.answer` (nxdomain, servfail, timeout), `params.delay`, or both"],
+    );
+}
+
+#[test]
 fn drawn_values_are_checked_for_every_corner_of_the_range() {
     let bad = GOOD
         .replace(
@@ -414,6 +451,7 @@ fn doctor_tries_every_kernel_feature_and_leaves_nothing_behind() {
         "eBPF scheduler probes",
         "eBPF CPU profiler",
         "eBPF tc (corruption)",
+        "eBPF socket filter (dns probe)",
         "uprobes (netpoll probe)",
     ] {
         assert_eq!(

@@ -15,31 +15,51 @@ use sandbox::backend::Backend;
 use sandbox::backend::netns::NetnsBackend;
 use sandbox::fault::{Active, Injector};
 use sandbox::lab::LabId;
+use sandbox::names::NameServer;
 use sandbox::plan::{Effect, FaultPlan, FaultTarget};
-use sandbox::scenario::{Direction, FaultKind};
+use sandbox::scenario::{Direction, DnsAnswer, FaultKind, NameService};
 
 use common::{root_or_skip, serial};
 
 /// Three instances `a-0`, `b-0`, `c-0` on one lab bridge, and the lab's fault injector.
 struct Net {
-    backend: NetnsBackend,
     injector: Injector,
+    /// The lab's name server, for a network built with `names: dns`.
+    names: Option<NameServer>,
+    backend: NetnsBackend,
     id: LabId,
 }
 
 impl Net {
     fn new() -> Net {
+        Net::with_names(NameService::Hosts)
+    }
+
+    fn with_names(names: NameService) -> Net {
         let id = LabId::random();
         let instances: Vec<(String, String)> = ["a", "b", "c"]
             .iter()
             .map(|s| (format!("{s}-0"), s.to_string()))
             .collect();
-        let mut backend = NetnsBackend::new(&id, 250, &instances).unwrap();
+        let mut backend = NetnsBackend::new(&id, 250, &instances)
+            .unwrap()
+            .with_names(names);
         backend.create().unwrap();
-        let injector = backend.injector();
+        let mut injector = backend.injector();
+        let server = (names == NameService::Dns).then(|| {
+            let book = backend.book().clone();
+            let server = spawn_in(format!("sbx-{id}"), move || {
+                NameServer::start(book.control, &book).unwrap()
+            })
+            .join()
+            .unwrap();
+            injector = backend.injector().with_names(server.rules());
+            server
+        });
         Net {
-            backend,
             injector,
+            names: server,
+            backend,
             id,
         }
     }
@@ -63,6 +83,7 @@ impl Net {
             Effect::Bandwidth { .. } => FaultKind::Bandwidth,
             Effect::Corrupt { .. } => FaultKind::Corrupt,
             Effect::CpuStarve { .. } => FaultKind::CpuStarve,
+            Effect::Dns { .. } => FaultKind::Dns,
             other => panic!("not a packet fault: {other:?}"),
         };
         let plan = FaultPlan {
@@ -81,6 +102,7 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        self.names = None;
         let _ = self.backend.destroy();
     }
 }
@@ -114,6 +136,24 @@ fn spawn_in<T: Send + 'static>(
     })
 }
 
+/// A delay fault releases held datagrams in bursts; on a busy machine a default-sized
+/// receive buffer overflows under them, which would count as loss the fault did not cause.
+fn big_receive_buffer(s: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 16 << 20;
+    // SAFETY: setsockopt on a live socket with a correctly sized int option.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}
+
 /// Sends `count` numbered datagrams from `from` to `to:port` and returns the fraction lost.
 fn udp_loss(net: &Net, from: &str, to: &str, port: u16, count: u32) -> f64 {
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -121,6 +161,7 @@ fn udp_loss(net: &Net, from: &str, to: &str, port: u16, count: u32) -> f64 {
         let s = UdpSocket::bind(("0.0.0.0", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
+        big_receive_buffer(&s);
         ready_tx.send(()).unwrap();
         let mut seen = std::collections::HashSet::new();
         let mut buf = [0u8; 2048];
@@ -286,6 +327,83 @@ fn connect(net: &Net, from: &str, to: &str, port: u16) -> Result<(), ErrorKind> 
         let mut buf = [0u8; 4];
         c.read_exact(&mut buf).map_err(|e| e.kind())?;
         Ok(())
+    })
+    .join()
+    .unwrap()
+}
+
+/// How the lab's name server answered a batch of lookups.
+#[derive(Debug, Default)]
+struct Lookups {
+    sent: u32,
+    ok: u32,
+    nxdomain: u32,
+    servfail: u32,
+    /// Round trips of the answers, in milliseconds, sorted.
+    rtt_ms: Vec<f64>,
+}
+
+impl Lookups {
+    fn pct(&self, n: u32) -> f64 {
+        100.0 * n as f64 / self.sent as f64
+    }
+
+    fn unanswered(&self) -> u32 {
+        self.sent - self.ok - self.nxdomain - self.servfail
+    }
+
+    fn median_ms(&self) -> f64 {
+        self.rtt_ms[self.rtt_ms.len() / 2]
+    }
+}
+
+/// Sends `count` A queries for `name` from `from` to the lab's name server, a few at a time,
+/// and sorts the answers that come back within 600 ms of the last query. A second thread
+/// reads the answers as they arrive, so round trips are not stretched by the sending.
+fn lookups(net: &Net, from: &str, name: &str, count: u16) -> Lookups {
+    use sandbox::names::{Rcode, decode, query};
+    let server = SocketAddr::from((net.backend.book().control, 53));
+    let name = name.to_string();
+    spawn_in(net.ns(from), move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        big_receive_buffer(&s);
+        s.set_read_timeout(Some(Duration::from_millis(600)))
+            .unwrap();
+        let reader = s.try_clone().unwrap();
+        let answers = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1500];
+            while let Ok(n) = reader.recv(&mut buf) {
+                got.push((Instant::now(), decode(&buf[..n]).unwrap()));
+            }
+            got
+        });
+        let mut sent_at = Vec::new();
+        for id in 0..count {
+            let q = query(id, &name).unwrap();
+            sent_at.push(Instant::now());
+            s.send_to(&q, server).unwrap();
+            if id % 20 == 19 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let mut out = Lookups {
+            sent: count.into(),
+            ..Lookups::default()
+        };
+        for (at, m) in answers.join().unwrap() {
+            let sent = sent_at[usize::from(m.id)];
+            out.rtt_ms
+                .push(at.duration_since(sent).as_secs_f64() * 1000.0);
+            match m.rcode {
+                Rcode::NoError if m.answers > 0 => out.ok += 1,
+                Rcode::NxDomain => out.nxdomain += 1,
+                Rcode::ServFail => out.servfail += 1,
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        out.rtt_ms.sort_by(f64::total_cmp);
+        out
     })
     .join()
     .unwrap()
@@ -794,4 +912,98 @@ fn cpu_starvation_takes_the_cpu_from_the_target_only() {
     let _ = c.kill();
     let _ = b.wait();
     let _ = c.wait();
+}
+
+#[test]
+fn dns_faults_answer_wrong_late_or_not_at_all_only_where_targeted() {
+    if !root_or_skip("dns_faults_answer_wrong_late_or_not_at_all_only_where_targeted") {
+        return;
+    }
+    let _g = serial();
+    let net = Net::with_names(NameService::Dns);
+    let healthy = lookups(&net, "a", "b", 200);
+    assert_eq!(
+        healthy.ok, 200,
+        "every lookup answers before any fault: {healthy:?}"
+    );
+    let base = healthy.median_ms();
+
+    let nx = net.inject(
+        0,
+        Effect::Dns {
+            answer: Some(DnsAnswer::Nxdomain),
+            delay: None,
+            percent: 30.0,
+        },
+        link("a", "b", Direction::Forward, None),
+    );
+    let hit = lookups(&net, "a", "b", 2000);
+    assert!(
+        (hit.pct(hit.nxdomain) - 30.0).abs() <= 3.0 && hit.unanswered() == 0,
+        "30% NXDOMAIN for a looking up b: {hit:?}"
+    );
+    assert_eq!(
+        lookups(&net, "c", "b", 300).ok,
+        300,
+        "c looking up b is healthy"
+    );
+    assert_eq!(
+        lookups(&net, "a", "c", 300).ok,
+        300,
+        "a looking up c is healthy"
+    );
+    assert!(
+        nx.packets().unwrap() >= 500,
+        "the fault counts what it caught"
+    );
+    nx.remove().unwrap();
+
+    let gone = net.inject(
+        1,
+        Effect::Dns {
+            answer: Some(DnsAnswer::Timeout),
+            delay: None,
+            percent: 20.0,
+        },
+        service("b", Direction::Ingress, None),
+    );
+    let slow = net.inject(
+        2,
+        Effect::Dns {
+            answer: None,
+            delay: Some(Duration::from_millis(100)),
+            percent: 100.0,
+        },
+        service("c", Direction::Egress, None),
+    );
+    let silent = lookups(&net, "a", "b", 2000);
+    assert!(
+        (silent.pct(silent.unanswered()) - 20.0).abs() <= 3.0 && silent.nxdomain == 0,
+        "20% of lookups of b go unanswered: {silent:?}"
+    );
+    let late = lookups(&net, "c", "a", 100);
+    assert_eq!(late.ok, 100, "a delay still answers: {late:?}");
+    assert!(
+        (late.median_ms() - base - 100.0).abs() <= 10.0,
+        "lookups by c are 100 ms late: {:.1} ms over {base:.2} ms",
+        late.median_ms() - base
+    );
+    let other = lookups(&net, "a", "c", 100);
+    assert!(
+        other.ok == 100 && other.median_ms() < base + 10.0,
+        "lookups by a are on time: {other:?}"
+    );
+    eprintln!(
+        "dns fidelity: NXDOMAIN {:.2}% of 2000 (30% set), unanswered {:.2}% of 2000 (20% set), delay +{:.2} ms (100 ms set)",
+        hit.pct(hit.nxdomain),
+        silent.pct(silent.unanswered()),
+        late.median_ms() - base
+    );
+    gone.remove().unwrap();
+    slow.remove().unwrap();
+    let after = lookups(&net, "c", "b", 300);
+    assert!(
+        after.ok == 300 && after.median_ms() < base + 10.0,
+        "removed: {after:?}"
+    );
 }

@@ -4,7 +4,9 @@
 //! (`sbx-<lab>-<instance>`), each joined to the bridge by a veth pair created from inside the
 //! namespaces, so no link, address or route ever appears in the host's own namespace and
 //! nothing the lab sends can leave the machine. Names resolve through a per-instance
-//! `/etc/netns/<ns>/hosts`, which `ip netns exec` mounts over `/etc/hosts`.
+//! `/etc/netns/<ns>/hosts`, which `ip netns exec` mounts over `/etc/hosts`, or, for a lab
+//! with `names: dns`, through the lab's name server on the bridge address, which the
+//! per-instance `resolv.conf` names either way.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -17,6 +19,7 @@ use nix::unistd::Pid;
 use super::{AddressBook, Backend, BackendError};
 use crate::fault::{Injector, Place, Wire, Wiring};
 use crate::lab::{LabId, PREFIX};
+use crate::scenario::NameService;
 use crate::sys::{cmd, netns};
 
 /// First address given to an instance; .1 is the bridge (the supervisor's control address).
@@ -31,7 +34,7 @@ pub fn instance_ns(id: &LabId, instance: &str) -> String {
     format!("{PREFIX}-{id}-{instance}")
 }
 
-fn bridge(id: &LabId) -> String {
+pub fn bridge(id: &LabId) -> String {
     format!("{PREFIX}{id}-br")
 }
 
@@ -57,6 +60,7 @@ pub struct NetnsBackend {
     book: AddressBook,
     /// Instance names in address order.
     order: Vec<String>,
+    names: NameService,
     created: bool,
 }
 
@@ -95,8 +99,15 @@ impl NetnsBackend {
             id: id.clone(),
             book,
             order,
+            names: NameService::Hosts,
             created: false,
         })
+    }
+
+    /// Instances find each other through the lab's name server instead of a hosts file.
+    pub fn with_names(mut self, names: NameService) -> NetnsBackend {
+        self.names = names;
+        self
     }
 
     fn build(&self) -> Result<(), BackendError> {
@@ -127,7 +138,10 @@ impl NetnsBackend {
         cmd::ip_batch(Some(&lab), &lab_cmds)?;
         set_bridge_netfilter(&lab)?;
 
-        let hosts = self.book.hosts_file();
+        let hosts = match self.names {
+            NameService::Hosts => self.book.hosts_file(),
+            NameService::Dns => "127.0.0.1\tlocalhost\n".to_string(),
+        };
         let resolv = format!(
             "nameserver {}\noptions timeout:1 attempts:1\n",
             self.book.control

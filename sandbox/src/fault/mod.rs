@@ -11,10 +11,12 @@
 //! | corrupt | eBPF tc program (TCX) + checksum offload off |
 //! | slow, hang, leak, cpu-burn | the Go service's `/admin/fault` switch |
 //! | cpu-starve | the service pinned to one CPU, busy threads of the supervisor on it |
+//! | dns | a rule at the lab's name server |
 
 mod app;
 mod corrupt;
 mod delay;
+mod dns;
 mod nft;
 pub mod selector;
 mod shape;
@@ -92,6 +94,8 @@ pub struct Injector {
     delay: Mutex<Option<delay::DelayEngine>>,
     shaper: shape::SharedShaper,
     offloads: corrupt::Offloads,
+    /// The lab's name server, where it runs one.
+    names: Option<crate::names::Rules>,
 }
 
 /// An installed fault. Removing it (or dropping it) undoes it.
@@ -102,6 +106,7 @@ pub enum Active {
     Corrupt(corrupt::CorruptFault),
     App(app::AppFault),
     Starve(starve::StarveFault),
+    Dns(dns::DnsFault),
 }
 
 impl Active {
@@ -113,15 +118,18 @@ impl Active {
             Active::Corrupt(f) => f.remove(),
             Active::App(f) => f.remove(),
             Active::Starve(f) => f.remove(),
+            Active::Dns(f) => f.remove(),
         }
     }
 
-    /// Packets the fault has acted on so far, where the technique counts them.
+    /// Packets (lookups, for a DNS fault) the fault has acted on so far, where the technique
+    /// counts them.
     pub fn packets(&self) -> Option<u64> {
         match self {
             Active::Nft(f) => f.packets().ok(),
             Active::Delay(f) => Some(f.released()),
             Active::Corrupt(f) => Some(f.counts().1),
+            Active::Dns(f) => Some(f.lookups()),
             Active::Shape(_) | Active::App(_) | Active::Starve(_) => None,
         }
     }
@@ -137,7 +145,14 @@ impl Injector {
             delay: Mutex::new(None),
             shaper: Arc::default(),
             offloads: Arc::default(),
+            names: None,
         }
+    }
+
+    /// Lets `dns` faults act at the lab's name server.
+    pub fn with_names(mut self, rules: crate::names::Rules) -> Injector {
+        self.names = Some(rules);
+        self
     }
 
     /// Installs fault number `index` of the plan.
@@ -171,6 +186,14 @@ impl Injector {
                 return starve::install(&pids, hogs).map(Active::Starve);
             }
             return app::install(&f.effect, &ips).map(Active::App);
+        }
+        if let Effect::Dns { .. } = f.effect {
+            let rules = self.names.as_ref().ok_or_else(|| {
+                FaultError::Unsupported(
+                    "a dns fault needs the lab's name server (topology.names: dns)".into(),
+                )
+            })?;
+            return dns::install(rules, &f.target, &f.effect, &self.book).map(Active::Dns);
         }
         let sels = selector::selectors(&f.target, &f.effect, &self.book);
         let index =

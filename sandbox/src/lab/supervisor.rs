@@ -21,8 +21,9 @@ use crate::backend::Backend;
 use crate::backend::netns::NetnsBackend;
 use crate::fault::{Active, Injector};
 use crate::http;
+use crate::names::NameServer;
 use crate::plan::{Instance, Plan};
-use crate::scenario::{ADMIN_PORT, LOADGEN, Program};
+use crate::scenario::{ADMIN_PORT, LOADGEN, NameService, Program};
 
 /// Everything the supervisor needs, passed on its standard input so that nothing of the plan
 /// has to be written to disk.
@@ -76,7 +77,7 @@ pub fn main(id: &LabId) -> i32 {
         .collect();
     instances.push((LOADGEN.to_string(), LOADGEN.to_string()));
     let mut backend = match NetnsBackend::new(&spec.id, spec.slot, &instances) {
-        Ok(b) => b,
+        Ok(b) => b.with_names(spec.plan.names),
         Err(e) => return shared.fail(format!("{e}")),
     };
     shared.step("creating the network");
@@ -87,6 +88,16 @@ pub fn main(id: &LabId) -> i32 {
         let _ = backend.destroy();
         return shared.fail(format!("{e}"));
     }
+    let names = match spec.plan.names {
+        NameService::Dns => match NameServer::start(backend.book().control, backend.book()) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                let _ = backend.destroy();
+                return shared.fail(format!("starting the lab's name server: {e}"));
+            }
+        },
+        NameService::Hosts => None,
+    };
     shared.update(|s| {
         s.book = Some(backend.book().clone());
         s.instances = spec
@@ -138,6 +149,7 @@ pub fn main(id: &LabId) -> i32 {
         let mut lab = Lab {
             spec: &spec,
             backend: &mut backend,
+            names,
             shared: shared.clone(),
             children: BTreeMap::new(),
         };
@@ -195,6 +207,8 @@ impl Shared {
 struct Lab<'a> {
     spec: &'a Spec,
     backend: &'a mut NetnsBackend,
+    /// The lab's name server, stopped before the network goes.
+    names: Option<NameServer>,
     shared: Shared,
     children: BTreeMap<String, tokio::task::JoinHandle<()>>,
 }
@@ -218,7 +232,11 @@ impl Lab<'_> {
             _ = int.recv() => Err("stopped while starting".to_string()),
             _ = hup.recv() => Err("stopped while starting".to_string()),
         };
-        let injector = Arc::new(self.backend.injector());
+        let injector = self.backend.injector();
+        let injector = Arc::new(match &self.names {
+            Some(server) => injector.with_names(server.rules()),
+            None => injector,
+        });
         let active: Arc<Mutex<BTreeMap<usize, Active>>> = Arc::default();
         match started {
             Ok(()) => {
@@ -269,6 +287,7 @@ impl Lab<'_> {
                     move || remove_all(&active)
                 })
                 .await;
+                self.names = None;
                 let _ = self.backend.destroy();
                 return self.shared.fail(e);
             }
@@ -281,6 +300,7 @@ impl Lab<'_> {
         .await;
         drop(injector);
         self.stop_children().await;
+        self.names = None;
         match self.backend.destroy() {
             Ok(()) => 0,
             Err(e) => {

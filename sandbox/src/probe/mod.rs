@@ -6,6 +6,7 @@
 //! duration ends or Ctrl-C, print the summary, append to the journal.
 
 mod cpu;
+mod dns;
 mod gosym;
 pub mod hist;
 pub mod journal;
@@ -66,10 +67,12 @@ pub enum ProbeKind {
     Offcpu,
     /// Run-queue latency: how long a service's runnable threads wait for a CPU.
     Runq,
+    /// Name lookups per client and name: answers, failures and answer time.
+    Dns,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 9] = [
+    pub const ALL: [ProbeKind; 10] = [
         ProbeKind::TcpRetrans,
         ProbeKind::TcpReset,
         ProbeKind::TcpDrop,
@@ -79,6 +82,7 @@ impl ProbeKind {
         ProbeKind::Cpu,
         ProbeKind::Offcpu,
         ProbeKind::Runq,
+        ProbeKind::Dns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +96,7 @@ impl ProbeKind {
             ProbeKind::Cpu => "cpu",
             ProbeKind::Offcpu => "offcpu",
             ProbeKind::Runq => "runq",
+            ProbeKind::Dns => "dns",
         }
     }
 
@@ -134,6 +139,7 @@ fn attach(scope: &Scope, o: &Options) -> Result<Box<dyn Probe>, ProbeError> {
         ProbeKind::Netpoll => netpoll::attach(scope),
         ProbeKind::Cpu => cpu::attach(scope, o),
         ProbeKind::Offcpu | ProbeKind::Runq => sched::attach(o.kind, scope),
+        ProbeKind::Dns => dns::attach(scope),
     }
 }
 

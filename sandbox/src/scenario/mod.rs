@@ -22,7 +22,7 @@ pub use schema::json_schema;
 pub use template::Renderer;
 pub use validate::Diagnostic;
 pub(crate) use validate::names as names_of;
-pub use value::{Dur, Rate, Scalar, Tpl};
+pub use value::{DnsAnswer, Dur, Rate, Scalar, Tpl};
 
 use crate::yaml::{self, Pos, Spanned};
 
@@ -166,6 +166,18 @@ pub struct ParamSpec {
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     pub services: Vec<Service>,
+    /// How instances find each other by name: `hosts` (a hosts file in every instance, the
+    /// default) or `dns` (the lab's name server, as cluster DNS; `dns` faults need it).
+    #[serde(default)]
+    pub names: Option<Spanned<NameService>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NameService {
+    #[default]
+    Hosts,
+    Dns,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -318,6 +330,9 @@ pub enum FaultKind {
     /// A noisy neighbour: the service is pinned to one CPU and busy threads outside the lab
     /// compete for it, so its runnable threads wait for a CPU.
     CpuStarve,
+    /// Name lookups fail (NXDOMAIN, SERVFAIL, no answer) or answer late at the lab's name
+    /// server. Needs `topology.names: dns`.
+    Dns,
 }
 
 impl FaultKind {
@@ -336,6 +351,7 @@ impl FaultKind {
             FaultKind::Leak => "leak",
             FaultKind::CpuBurn => "cpu-burn",
             FaultKind::CpuStarve => "cpu-starve",
+            FaultKind::Dns => "dns",
         }
     }
 
@@ -433,6 +449,9 @@ pub struct FaultParams {
     /// Busy threads competing for the service's CPU (`cpu-starve`).
     #[serde(default)]
     pub hogs: Option<Spanned<Tpl<u32>>>,
+    /// How a caught lookup is answered (`dns`): `nxdomain`, `servfail` or `timeout`.
+    #[serde(default)]
+    pub answer: Option<Spanned<Tpl<DnsAnswer>>>,
 }
 
 /// What the learner is told: symptoms only, written like an incident report.

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{Direction, FaultKind, Program, Scenario, Service, Target};
+use super::{Direction, FaultKind, NameService, Program, Scenario, Service, Target};
 use crate::yaml::Pos;
 
 /// One problem in a scenario, located in its file.
@@ -418,6 +418,7 @@ pub(crate) fn params_of(kind: FaultKind) -> (&'static [&'static str], &'static [
         FaultKind::Slow => (&["delay", "percent"], &["delay"]),
         FaultKind::CpuBurn => (&["goroutines"], &[]),
         FaultKind::CpuStarve => (&["hogs"], &[]),
+        FaultKind::Dns => (&["answer", "delay", "percent"], &[]),
     }
 }
 
@@ -437,13 +438,14 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
         let kind = *f.kind;
         check_target(c, kind, &f.target, &format!("{path}.target"));
         let (allowed, required) = params_of(kind);
-        let given: [(&str, Option<Pos>); 6] = [
+        let given: [(&str, Option<Pos>); 7] = [
             ("percent", f.params.percent.as_ref().map(|p| p.pos)),
             ("delay", f.params.delay.as_ref().map(|p| p.pos)),
             ("jitter", f.params.jitter.as_ref().map(|p| p.pos)),
             ("rate", f.params.rate.as_ref().map(|p| p.pos)),
             ("goroutines", f.params.goroutines.as_ref().map(|p| p.pos)),
             ("hogs", f.params.hogs.as_ref().map(|p| p.pos)),
+            ("answer", f.params.answer.as_ref().map(|p| p.pos)),
         ];
         let takes = if allowed.is_empty() {
             "no parameters".to_string()
@@ -470,6 +472,29 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
                 );
             }
         }
+        if kind == FaultKind::Dns {
+            check_dns(c, s, f, &path);
+        }
+    }
+}
+
+/// A `dns` fault acts at the lab's name server, so the lab must resolve through it, and it
+/// must change something: a wrong answer, a late one, or both.
+fn check_dns(c: &mut Checker, s: &Scenario, f: &crate::scenario::Fault, path: &str) {
+    let names = s.topology.names.as_ref().map(|n| **n).unwrap_or_default();
+    if names != NameService::Dns {
+        c.err(
+            f.kind.pos,
+            format!("{path}.type"),
+            "`dns` faults act at the lab's name server; set `topology.names: dns`",
+        );
+    }
+    if f.params.answer.is_none() && f.params.delay.is_none() {
+        c.err(
+            f.kind.pos,
+            format!("{path}.params"),
+            "`dns` needs `params.answer` (nxdomain, servfail, timeout), `params.delay`, or both",
+        );
     }
 }
 
@@ -529,14 +554,20 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
             );
         }
     }
-    if let Some(p) = &t.port
-        && kind.is_process()
-    {
-        c.err(
-            p.pos,
-            format!("{path}.port"),
-            format!("`{kind}` acts on a whole service; remove `port`"),
-        );
+    if let Some(p) = &t.port {
+        if kind.is_process() {
+            c.err(
+                p.pos,
+                format!("{path}.port"),
+                format!("`{kind}` acts on a whole service; remove `port`"),
+            );
+        } else if kind == FaultKind::Dns {
+            c.err(
+                p.pos,
+                format!("{path}.port"),
+                "`dns` acts on name lookups, which have no service port; remove `port`",
+            );
+        }
     }
 }
 

@@ -266,6 +266,57 @@ impl JsonSchema for Rate {
     }
 }
 
+/// How the lab's name server answers a lookup a `dns` fault catches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsAnswer {
+    /// "No such host": the name does not exist.
+    Nxdomain,
+    /// The server failed: resolvers report a temporary failure.
+    Servfail,
+    /// No answer at all: the resolver times out.
+    Timeout,
+}
+
+impl DnsAnswer {
+    const ALL: [DnsAnswer; 3] = [DnsAnswer::Nxdomain, DnsAnswer::Servfail, DnsAnswer::Timeout];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DnsAnswer::Nxdomain => "nxdomain",
+            DnsAnswer::Servfail => "servfail",
+            DnsAnswer::Timeout => "timeout",
+        }
+    }
+}
+
+impl Scalar for DnsAnswer {
+    const EXPECTED: &'static str = "one of nxdomain, servfail, timeout";
+    fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let s = v.as_str()?.trim();
+        DnsAnswer::ALL.into_iter().find(|a| a.name() == s)
+    }
+}
+
+impl fmt::Display for DnsAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl JsonSchema for DnsAnswer {
+    fn schema_name() -> Cow<'static, str> {
+        "DnsAnswer".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "enum": ["nxdomain", "servfail", "timeout"],
+            "description": "How a caught lookup is answered"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +346,12 @@ mod tests {
         let d = Dur::from_json(&serde_json::json!("1m30s")).unwrap();
         assert_eq!(d.0, Duration::from_secs(90));
         assert!(Dur::from_json(&serde_json::json!(30)).is_none());
+    }
+
+    #[test]
+    fn dns_answers_read_by_name() {
+        let a = DnsAnswer::from_json(&serde_json::json!("servfail"));
+        assert_eq!(a, Some(DnsAnswer::Servfail));
+        assert_eq!(DnsAnswer::from_json(&serde_json::json!("refused")), None);
     }
 }

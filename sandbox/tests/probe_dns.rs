@@ -1,0 +1,161 @@
+//! The dns probe points at the lookups a DNS fault breaks, and the lab's name server serves
+//! real Go resolvers: a lab with `names: dns` resolves through it, a `dns` fault fails the
+//! lookups of its link only, and the probe shows exactly those.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// front (gateway) → mid (api, a new connection per call) → back and side (backends) → db.
+fn scenario(id: &str, names: &str, faults: &str) -> String {
+    format!(
+        r#"
+apiVersion: sandbox/v1
+kind: Scenario
+metadata: {{id: {id}, title: t, summary: s, difficulty: beginner}}
+topology:
+  names: {names}
+  services:
+    - {{name: front, program: gateway, calls: [mid], args: ["-retries", "0"]}}
+    - {{name: mid, program: api, calls: [back, side], args: ["-pool", "0"]}}
+    - {{name: back, program: backend, calls: [db]}}
+    - {{name: side, program: backend, calls: [db]}}
+    - {{name: db, program: store}}
+workload: {{target: front, rate: 50, concurrency: 16, timeout: 3s}}
+faults:
+{faults}
+briefing: {{title: t, body: b}}
+"#
+    )
+}
+
+fn probe_dns(lab: &Lab, target: Option<&str>, secs: u64) -> (Value, String) {
+    let mut args = vec!["probe", "dns", "--lab", &lab.id];
+    let duration = format!("{secs}s");
+    args.extend(["--duration", &duration]);
+    if let Some(t) = target {
+        args.extend(["--target", t]);
+    }
+    let text_out = sandbox()
+        .args(&args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(text_out.status.success(), "{}", text(&text_out));
+    args.push("--json");
+    let out = sandbox().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let summary = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("no summary")["summary"]
+        .clone();
+    (summary, text(&text_out))
+}
+
+fn flow<'a>(s: &'a Value, from: &str, name: &str) -> &'a Value {
+    s["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["from"] == from && f["name"] == name)
+        .unwrap_or_else(|| panic!("no lookups of {name} by {from}: {s}"))
+}
+
+fn failed(f: &Value) -> u64 {
+    ["nxdomain", "servfail", "other", "unanswered"]
+        .iter()
+        .map(|k| f[k].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn dns_probe_points_at_the_failing_lookups_and_ignores_a_twin_lab() {
+    if !root_or_skip("dns_probe_points_at_the_failing_lookups_and_ignores_a_twin_lab") {
+        return;
+    }
+    let _g = serial();
+    let faulty = Lab::start_yaml(
+        "dnsnx",
+        &scenario(
+            "dnsnx",
+            "dns",
+            "  - {id: nx, type: dns, target: {link: {from: mid, to: back}}, params: {answer: nxdomain, percent: 50}}",
+        ),
+        1,
+    );
+    let twin = Lab::start_yaml("dnsok", &scenario("dnsok", "dns", "  []"), 1);
+    faulty.wait_fault("nx", "active", Duration::from_secs(5));
+
+    let (s, table) = probe_dns(&faulty, Some("mid"), 4);
+    let bad = flow(&s, "mid-0", "back");
+    let good = flow(&s, "mid-0", "side");
+    let share = bad["nxdomain"].as_u64().unwrap() as f64 / bad["lookups"].as_u64().unwrap() as f64;
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "about half of mid's lookups of back get NXDOMAIN: {bad}"
+    );
+    eprintln!(
+        "dns probe: {:.1}% of mid's lookups of back shown as NXDOMAIN (50% set), {} failed of side",
+        share * 100.0,
+        failed(good)
+    );
+    assert_eq!(failed(good), 0, "mid's lookups of side all answer: {good}");
+    assert!(good["ok"].as_u64().unwrap() > 50, "{good}");
+    assert!(
+        s["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["from"] == "mid-0"),
+        "--target mid shows mid's lookups only: {s}"
+    );
+    assert!(
+        table.contains("NXDOMAIN") && table.contains("mid-0"),
+        "{table}"
+    );
+
+    let st = faulty.status();
+    let fault = &st["lab"]["faults"][0];
+    assert!(
+        fault["packets"].as_u64().unwrap() > 0,
+        "status counts caught lookups: {fault}"
+    );
+    let logs = sandbox()
+        .args(["logs", "mid", "--lab", &faulty.id])
+        .output()
+        .unwrap();
+    assert!(
+        text(&logs).contains("no such host"),
+        "the Go resolver reports the NXDOMAIN: {}",
+        text(&logs)
+    );
+
+    let (t, _) = probe_dns(&twin, None, 3);
+    assert!(
+        t["lookups"].as_u64().unwrap() > 50,
+        "the twin resolves through its own server: {t}"
+    );
+    assert_eq!(t["failed"], 0, "the twin lab sees none of the fault: {t}");
+
+    let id = faulty.id.clone();
+    assert!(faulty.down().status.success());
+    assert_eq!(leftovers(&id), Vec::<String>::new());
+}
+
+#[test]
+fn dns_probe_says_a_hosts_file_lab_makes_no_lookups() {
+    if !root_or_skip("dns_probe_says_a_hosts_file_lab_makes_no_lookups") {
+        return;
+    }
+    let _g = serial();
+    let lab = Lab::start_yaml("dnshosts", &scenario("dnshosts", "hosts", "  []"), 1);
+    let (s, table) = probe_dns(&lab, None, 2);
+    assert_eq!(s["lookups"], 0, "{s}");
+    assert!(table.contains("hosts file"), "{table}");
+}
