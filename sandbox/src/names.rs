@@ -387,23 +387,7 @@ mod tests {
     use super::*;
 
     fn book() -> AddressBook {
-        let mut instances = BTreeMap::new();
-        for (n, s, last) in [
-            ("api-0", "api", 10),
-            ("api-1", "api", 11),
-            ("web", "web", 12),
-        ] {
-            instances.insert(
-                n.to_string(),
-                (s.to_string(), Ipv4Addr::new(10, 9, 0, last)),
-            );
-        }
-        AddressBook {
-            subnet: Ipv4Addr::new(10, 9, 0, 0),
-            prefix: 24,
-            control: Ipv4Addr::new(10, 9, 0, 1),
-            instances,
-        }
+        AddressBook::sample()
     }
 
     fn server(rules: Rules) -> Server {

@@ -16,6 +16,15 @@ fn table<T: Tabled>(rows: impl IntoIterator<Item = T>) -> String {
     t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
 }
 
+/// `1 fault`, `3 faults`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A table from plain strings, for callers that build rows at run time (the probes).
 pub fn grid(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut b = tabled::builder::Builder::default();

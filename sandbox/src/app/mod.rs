@@ -140,11 +140,11 @@ pub fn validate(args: &[String], color: bool) -> Result<(), AppError> {
     for arg in args {
         match load(arg) {
             Ok((src, s)) => println!(
-                "ok  {} ({} services, {} faults, {} params)",
+                "ok  {} ({}, {}, {})",
                 src.name,
-                s.topology.services.len(),
-                s.faults.len(),
-                s.params.len()
+                report::count(s.topology.services.len(), "service"),
+                report::count(s.faults.len(), "fault"),
+                report::count(s.params.len(), "param")
             ),
             Err(e) => {
                 failed += 1;

@@ -70,6 +70,30 @@ impl AddressBook {
     }
 }
 
+#[cfg(test)]
+impl AddressBook {
+    /// `api-0`, `api-1` (service `api`) and `web` in 10.9.0.0/24, for tests.
+    pub(crate) fn sample() -> AddressBook {
+        let mut instances = BTreeMap::new();
+        for (n, s, last) in [
+            ("api-0", "api", 10),
+            ("api-1", "api", 11),
+            ("web", "web", 12),
+        ] {
+            instances.insert(
+                n.to_string(),
+                (s.to_string(), Ipv4Addr::new(10, 9, 0, last)),
+            );
+        }
+        AddressBook {
+            subnet: Ipv4Addr::new(10, 9, 0, 0),
+            prefix: 24,
+            control: Ipv4Addr::new(10, 9, 0, 1),
+            instances,
+        }
+    }
+}
+
 /// What the supervisor needs from wherever the lab runs.
 pub trait Backend: Send {
     /// Builds the network: an isolated host per instance, addresses, names. Nothing runs yet.

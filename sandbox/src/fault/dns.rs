@@ -67,27 +67,10 @@ pub fn install(
 mod tests {
     use super::*;
     use crate::scenario::Direction;
-    use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
 
     fn book() -> AddressBook {
-        let mut instances = BTreeMap::new();
-        for (n, s, last) in [
-            ("api-0", "api", 10),
-            ("api-1", "api", 11),
-            ("web", "web", 12),
-        ] {
-            instances.insert(
-                n.to_string(),
-                (s.to_string(), Ipv4Addr::new(10, 9, 0, last)),
-            );
-        }
-        AddressBook {
-            subnet: Ipv4Addr::new(10, 9, 0, 0),
-            prefix: 24,
-            control: Ipv4Addr::new(10, 9, 0, 1),
-            instances,
-        }
+        AddressBook::sample()
     }
 
     const NX: Effect = Effect::Dns {
