@@ -1,4 +1,4 @@
-//! The lab's name server, for labs whose topology says `names: dns`: it answers A queries for
+//! The lab's name server (unless the topology says `names: hosts`): it answers A queries for
 //! every service and instance name on the lab's control address, as cluster DNS does, and it
 //! is where `dns` faults act. Message parsing and building is hickory-proto's.
 //!

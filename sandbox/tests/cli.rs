@@ -141,27 +141,26 @@ fn dns_faults_need_the_name_server_an_answer_and_no_port() {
             "found \"refused\"",
         ],
     );
-    let with_port = dns.replace("percent: 10", "answer: nxdomain").replace(
-        "      service: db\n",
-        "      service: db\n      port: 7070\n",
-    );
+    let nx = dns.replace("percent: 10", "answer: nxdomain");
     assert_error(
         "hosts.yaml",
-        &with_port,
-        "23:11: faults[0].type:",
-        &["set `topology.names: dns`"],
+        &nx.replace("topology:\n", "topology:\n  names: hosts\n"),
+        "24:11: faults[0].type:",
+        &["a lab with `topology.names: hosts` does not use; remove `names: hosts`"],
     );
     assert_error(
         "port.yaml",
-        &with_port.replace("topology:\n", "topology:\n  names: dns\n"),
-        "27:13: faults[0].target.port:",
+        &nx.replace(
+            "      service: db\n",
+            "      service: db\n      port: 7070\n",
+        ),
+        "26:13: faults[0].target.port:",
         &["name lookups, which have no service port; remove `port`"],
     );
     assert_error(
         "nothing.yaml",
-        &dns.replace("    params:\n      percent: 10\n", "")
-            .replace("topology:\n", "topology:\n  names: dns\n"),
-        "24:11: faults[0].params:",
+        &dns.replace("    params:\n      percent: 10\n", ""),
+        "23:11: faults[0].params:",
         &["`dns` needs `params.answer` (nxdomain, servfail, timeout), `params.delay`, or both"],
     );
 }

@@ -24,7 +24,7 @@ use common::{root_or_skip, serial};
 /// Three instances `a-0`, `b-0`, `c-0` on one lab bridge, and the lab's fault injector.
 struct Net {
     injector: Injector,
-    /// The lab's name server, for a network built with `names: dns`.
+    /// The lab's name server, for a network that resolves through one.
     names: Option<NameServer>,
     backend: NetnsBackend,
     id: LabId,

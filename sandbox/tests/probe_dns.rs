@@ -1,6 +1,6 @@
 //! The dns probe points at the lookups a DNS fault breaks, and the lab's name server serves
-//! real Go resolvers: a lab with `names: dns` resolves through it, a `dns` fault fails the
-//! lookups of its link only, and the probe shows exactly those.
+//! real Go resolvers: a lab resolves through it by default, a `dns` fault fails the lookups
+//! of its link only, and the probe shows exactly those.
 
 mod common;
 

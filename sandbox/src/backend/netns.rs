@@ -3,10 +3,10 @@
 //! A lab is one namespace holding a bridge (`sbx-<lab>`) and one namespace per instance
 //! (`sbx-<lab>-<instance>`), each joined to the bridge by a veth pair created from inside the
 //! namespaces, so no link, address or route ever appears in the host's own namespace and
-//! nothing the lab sends can leave the machine. Names resolve through a per-instance
-//! `/etc/netns/<ns>/hosts`, which `ip netns exec` mounts over `/etc/hosts`, or, for a lab
-//! with `names: dns`, through the lab's name server on the bridge address, which the
-//! per-instance `resolv.conf` names either way.
+//! nothing the lab sends can leave the machine. Names resolve through the lab's name server
+//! on the bridge address, named by a per-instance `/etc/netns/<ns>/resolv.conf` that
+//! `ip netns exec` mounts over `/etc/resolv.conf`, or, for a lab with `names: hosts`, from a
+//! per-instance `/etc/netns/<ns>/hosts`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -99,12 +99,13 @@ impl NetnsBackend {
             id: id.clone(),
             book,
             order,
-            names: NameService::Hosts,
+            names: NameService::default(),
             created: false,
         })
     }
 
-    /// Instances find each other through the lab's name server instead of a hosts file.
+    /// How instances find each other: through the lab's name server (the default), which
+    /// the caller runs, or from a hosts file.
     pub fn with_names(mut self, names: NameService) -> NetnsBackend {
         self.names = names;
         self

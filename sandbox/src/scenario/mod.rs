@@ -166,8 +166,9 @@ pub struct ParamSpec {
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     pub services: Vec<Service>,
-    /// How instances find each other by name: `hosts` (a hosts file in every instance, the
-    /// default) or `dns` (the lab's name server, as cluster DNS; `dns` faults need it).
+    /// How instances find each other by name: `dns` (the lab's name server, asked on every new
+    /// connection, as cluster DNS; the default, and what `dns` faults act on) or `hosts` (a
+    /// hosts file in every instance; no lookups at all).
     #[serde(default)]
     pub names: Option<Spanned<NameService>>,
 }
@@ -176,8 +177,8 @@ pub struct Topology {
 #[serde(rename_all = "kebab-case")]
 pub enum NameService {
     #[default]
-    Hosts,
     Dns,
+    Hosts,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -331,7 +332,7 @@ pub enum FaultKind {
     /// compete for it, so its runnable threads wait for a CPU.
     CpuStarve,
     /// Name lookups fail (NXDOMAIN, SERVFAIL, no answer) or answer late at the lab's name
-    /// server. Needs `topology.names: dns`.
+    /// server. Not in a lab with `topology.names: hosts`.
     Dns,
 }
 

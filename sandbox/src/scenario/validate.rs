@@ -486,7 +486,7 @@ fn check_dns(c: &mut Checker, s: &Scenario, f: &crate::scenario::Fault, path: &s
         c.err(
             f.kind.pos,
             format!("{path}.type"),
-            "`dns` faults act at the lab's name server; set `topology.names: dns`",
+            "`dns` faults act at the lab's name server, which a lab with `topology.names: hosts` does not use; remove `names: hosts`",
         );
     }
     if f.params.answer.is_none() && f.params.delay.is_none() {
