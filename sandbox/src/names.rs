@@ -8,7 +8,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -217,7 +218,8 @@ pub fn query(id: u16, name: &str) -> Option<Vec<u8>> {
 /// A running name server. Dropping it stops the server thread.
 pub struct NameServer {
     rules: Rules,
-    stop: Arc<AtomicBool>,
+    /// Closing this end wakes the server thread, which then ends.
+    stop: UnixStream,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -226,7 +228,7 @@ impl NameServer {
     pub fn start(addr: Ipv4Addr, book: &AddressBook) -> std::io::Result<NameServer> {
         let socket = UdpSocket::bind((addr, 53))?;
         let rules = Rules::default();
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = UnixStream::pair()?;
         let server = Server {
             socket,
             zone: Zone::of(book),
@@ -234,10 +236,9 @@ impl NameServer {
             rotation: 0,
             late: BinaryHeap::new(),
         };
-        let thread = std::thread::Builder::new().name("names".into()).spawn({
-            let stop = stop.clone();
-            move || server.serve(&stop)
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("names".into())
+            .spawn(move || server.serve(&stopped))?;
         Ok(NameServer {
             rules,
             stop,
@@ -253,7 +254,7 @@ impl NameServer {
 
 impl Drop for NameServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.stop.shutdown(std::net::Shutdown::Both);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -272,7 +273,7 @@ struct Server {
 impl Server {
     /// Polls rather than using a socket timeout, which the kernel rounds to whole jiffies
     /// and would make every delayed answer a few milliseconds late.
-    fn serve(mut self, stop: &AtomicBool) {
+    fn serve(mut self, stopped: &UnixStream) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd;
         let mut buf = [0u8; 4096];
@@ -281,20 +282,26 @@ impl Server {
         if self.socket.set_nonblocking(true).is_err() {
             return;
         }
-        while !stop.load(Ordering::Relaxed) {
+        loop {
             self.send_due();
-            let wait = self
-                .late
-                .peek()
-                .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_millis(50))
-                .min(Duration::from_millis(50));
-            let ms = wait.as_micros().div_ceil(1000) as i32;
-            let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO),
-            );
+            let timeout = match self.late.peek() {
+                Some(Reverse((at, _, _))) => {
+                    let ms = at
+                        .saturating_duration_since(Instant::now())
+                        .as_micros()
+                        .div_ceil(1000);
+                    PollTimeout::try_from(ms.min(1000) as i32).unwrap_or(PollTimeout::ZERO)
+                }
+                None => PollTimeout::NONE,
+            };
+            let mut fds = [
+                PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stopped.as_fd(), PollFlags::POLLIN),
+            ];
+            let _ = poll(&mut fds, timeout);
+            if fds[1].any().unwrap_or(true) {
+                return;
+            }
             while let Ok((n, peer)) = self.socket.recv_from(&mut buf) {
                 let SocketAddr::V4(v4) = peer else { continue };
                 let Some((reply, delay)) = self.answer(&buf[..n], *v4.ip(), &mut roll) else {
