@@ -292,7 +292,10 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64, reveal: bool) -> Strin
             when: when(f.start_ms, f.end_ms, now_ms),
             status: match (&f.status, &f.error, f.packets) {
                 (FaultStatus::Failed, Some(e), _) if reveal => format!("failed: {e}"),
-                (FaultStatus::Active, _, Some(p)) if reveal => format!("active ({p} packets)"),
+                (FaultStatus::Active, _, Some(p)) if reveal => {
+                    let unit = if f.kind == "dns" { "lookup" } else { "packet" };
+                    format!("active ({})", count(p as usize, unit))
+                }
                 (s, _, _) => format!("{s:?}").to_lowercase(),
             },
         });
@@ -786,6 +789,16 @@ mod tests {
             hidden.contains("#1") && hidden.contains("20.0s ago"),
             "{hidden}"
         );
+    }
+
+    #[test]
+    fn a_dns_fault_counts_lookups_not_packets() {
+        let mut s = state();
+        s.faults[0].kind = "dns".into();
+        s.faults[0].packets = Some(1);
+        let sym = symptoms_of(&s, &[], 60_000);
+        let page = status(&s, &sym, 60_000, true);
+        assert!(page.contains("active (1 lookup)"), "{page}");
     }
 
     #[test]
