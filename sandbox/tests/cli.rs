@@ -166,6 +166,24 @@ fn dns_faults_need_the_name_server_an_answer_and_no_port() {
 }
 
 #[test]
+fn probe_help_names_every_probe() {
+    let out = sandbox().args(["probe", "--help"]).output().unwrap();
+    let help = text(&out);
+    let about = help
+        .split("Usage:")
+        .next()
+        .unwrap_or_default()
+        .replace('\n', " ");
+    for p in sandbox::probe::ProbeKind::ALL {
+        assert!(
+            about.contains(p.name()),
+            "`{}` missing from:\n{about}",
+            p.name()
+        );
+    }
+}
+
+#[test]
 fn drawn_values_are_checked_for_every_corner_of_the_range() {
     let bad = GOOD
         .replace(
