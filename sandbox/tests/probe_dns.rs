@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -33,29 +32,21 @@ briefing: {{title: t, body: b}}
     )
 }
 
+/// The dns probe's summary (one `--json` run) and the table it prints (another run).
 fn probe_dns(lab: &Lab, target: Option<&str>, secs: u64) -> (Value, String) {
-    let mut args = vec!["probe", "dns", "--lab", &lab.id];
     let duration = format!("{secs}s");
-    args.extend(["--duration", &duration]);
+    let mut args = vec!["dns", "--duration", &duration];
     if let Some(t) = target {
         args.extend(["--target", t]);
     }
-    let text_out = sandbox()
+    let table = sandbox()
+        .arg("probe")
         .args(&args)
-        .stderr(Stdio::piped())
+        .args(["--lab", &lab.id])
         .output()
         .unwrap();
-    assert!(text_out.status.success(), "{}", text(&text_out));
-    args.push("--json");
-    let out = sandbox().args(&args).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let summary = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .expect("no summary")["summary"]
-        .clone();
-    (summary, text(&text_out))
+    assert!(table.status.success(), "{}", text(&table));
+    (lab.probe(&args).summary, text(&table))
 }
 
 fn flow<'a>(s: &'a Value, from: &str, name: &str) -> &'a Value {

@@ -36,35 +36,11 @@ faults:
 briefing: {title: t, body: b}
 "#;
 
-/// What one probe run printed: its attach time and its summary.
-struct Run {
-    attach_ms: f64,
-    summary: Value,
-}
-
 fn probe_command(lab: &Lab, target: &str, secs: u64) -> std::process::Command {
     let mut c = sandbox();
     c.args(["probe", "netpoll", "--lab", &lab.id, "--target", target])
         .args(["--duration", &format!("{secs}s"), "--json"]);
     c
-}
-
-fn parse(out: &std::process::Output) -> Run {
-    assert!(out.status.success(), "probe failed:\n{}", text(out));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let find = |event: &str| {
-        lines
-            .iter()
-            .find(|l| l["event"] == event)
-            .unwrap_or_else(|| panic!("no {event} line in:\n{}", text(out)))
-    };
-    Run {
-        attach_ms: find("attached")["attach_ms"].as_f64().unwrap(),
-        summary: find("summary")["summary"].clone(),
-    }
 }
 
 fn peer<'a>(summary: &'a Value, role: &str, name: &str) -> &'a Value {
@@ -74,16 +50,6 @@ fn peer<'a>(summary: &'a Value, role: &str, name: &str) -> &'a Value {
         .iter()
         .find(|p| p["role"] == role && p["peer"] == name)
         .unwrap_or_else(|| panic!("no {role} peer {name} in {summary:#}"))
-}
-
-fn pid_of(lab: &Lab, instance: &str) -> u64 {
-    lab.status()["lab"]["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == instance)
-        .and_then(|i| i["pid"].as_u64())
-        .unwrap_or_else(|| panic!("no pid for {instance}"))
 }
 
 /// Every instance still running, never restarted, and search's log free of Go crashes.
@@ -123,7 +89,7 @@ fn lab_with(tc: &Toolchain, seed: u64) -> Lab {
 
 /// The probe on `lab`'s search names profiles as the slow upstream and index as a fast one,
 /// and saw only `lab`'s own search process.
-fn assert_points_at_profiles(lab: &Lab, tc: &Toolchain, run: &Run) {
+fn assert_points_at_profiles(lab: &Lab, tc: &Toolchain, run: &ProbeRun) {
     let s = &run.summary;
     let slow = peer(s, "client", "profiles-0");
     let fast = peer(s, "client", "index-0");
@@ -159,7 +125,10 @@ fn assert_points_at_profiles(lab: &Lab, tc: &Toolchain, run: &Run) {
     assert_eq!(s["lost"], 0, "{s:#}");
     let procs = s["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 1, "{s:#}");
-    assert_eq!(procs[0]["pid"].as_u64(), Some(pid_of(lab, "search-0")));
+    assert_eq!(
+        procs[0]["pid"].as_u64(),
+        Some(u64::from(lab.pid_of("search-0")))
+    );
     assert_eq!(procs[0]["table"], ".symtab");
     let binary = procs[0]["binary"].as_str().unwrap();
     assert!(
@@ -182,7 +151,7 @@ fn netpoll_points_at_the_delayed_upstream_with_go_1_19() {
     let lab = lab_with(&tc, 1);
     lab.wait_fault("slow", "active", Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(1));
-    let run = parse(&probe_command(&lab, "search", 5).output().unwrap());
+    let run = probe_run(&probe_command(&lab, "search", 5).output().unwrap());
     assert_points_at_profiles(&lab, &tc, &run);
     assert_no_crash(&lab);
     let id = lab.id.clone();
@@ -202,7 +171,7 @@ fn netpoll_points_at_the_delayed_upstream_with_current_go_and_ignores_a_twin_lab
     let _g = serial();
     let lab = lab_with(&tc, 1);
     let twin = lab_with(&tc, 2);
-    let exe = |l: &Lab| std::fs::read_link(format!("/proc/{}/exe", pid_of(l, "search-0"))).unwrap();
+    let exe = |l: &Lab| std::fs::read_link(format!("/proc/{}/exe", l.pid_of("search-0"))).unwrap();
     assert_eq!(
         exe(&lab),
         exe(&twin),
@@ -219,8 +188,8 @@ fn netpoll_points_at_the_delayed_upstream_with_current_go_and_ignores_a_twin_lab
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let run = parse(&probe_command(&lab, "search", 5).output().unwrap());
-    let twin_run = parse(&other.wait_with_output().unwrap());
+    let run = probe_run(&probe_command(&lab, "search", 5).output().unwrap());
+    let twin_run = probe_run(&other.wait_with_output().unwrap());
     assert_points_at_profiles(&lab, &tc, &run);
     assert_points_at_profiles(&twin, &tc, &twin_run);
     for (probed, other, r) in [(&lab, &twin, &run), (&twin, &lab, &twin_run)] {

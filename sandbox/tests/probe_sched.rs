@@ -28,43 +28,6 @@ briefing: {{title: t, body: b}}
     )
 }
 
-/// Runs `sandbox probe <args>` with `--json`; returns the attach time (ms) and the summary.
-fn probe(lab: &Lab, args: &[&str]) -> (f64, serde_json::Value) {
-    let out = sandbox()
-        .args(["probe"])
-        .args(args)
-        .args(["--lab", &lab.id, "--json"])
-        .output()
-        .unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "probe {args:?} failed:\n{all}");
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let attach = events
-        .iter()
-        .find(|e| e["event"] == "attached")
-        .and_then(|e| e["attach_ms"].as_f64())
-        .unwrap_or_else(|| panic!("no attached event in:\n{all}"));
-    let summary = events
-        .iter()
-        .find(|e| e["event"] == "summary")
-        .map(|e| e["summary"].clone())
-        .unwrap_or_else(|| panic!("no summary in:\n{all}"));
-    (attach, summary)
-}
-
-fn pid_of(lab: &Lab, instance: &str) -> u32 {
-    lab.status()["lab"]["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == instance)
-        .and_then(|i| i["pid"].as_u64())
-        .unwrap_or_else(|| panic!("no pid for {instance}")) as u32
-}
-
 fn inclusive_pct(summary: &serde_json::Value, function: &str) -> f64 {
     summary["top"]
         .as_array()
@@ -93,18 +56,18 @@ fn cpu_probe_names_the_burning_function_and_draws_it() {
     let dir = tempfile::tempdir().unwrap();
 
     let svg = dir.path().join("api.svg");
-    let (attach, burning) = probe(
-        &lab,
-        &[
-            "cpu",
-            "--target",
-            "api",
-            "--duration",
-            "4s",
-            "--output",
-            svg.to_str().unwrap(),
-        ],
-    );
+    let ProbeRun {
+        attach_ms: attach,
+        summary: burning,
+    } = lab.probe(&[
+        "cpu",
+        "--target",
+        "api",
+        "--duration",
+        "4s",
+        "--output",
+        svg.to_str().unwrap(),
+    ]);
     eprintln!("cpu api: attach {attach:.0} ms, {burning}");
     let burn = inclusive_pct(&burning, "main.burnCPU");
     assert!(burn >= 50.0, "main.burnCPU is {burn}% of api: {burning}");
@@ -139,9 +102,8 @@ fn cpu_probe_names_the_burning_function_and_draws_it() {
     );
 
     // A healthy service of the same lab: the burn is not there.
-    let (_, healthy) = probe(
-        &lab,
-        &[
+    let healthy = lab
+        .probe(&[
             "cpu",
             "--target",
             "backend",
@@ -149,8 +111,8 @@ fn cpu_probe_names_the_burning_function_and_draws_it() {
             "4s",
             "--output",
             dir.path().join("backend.svg").to_str().unwrap(),
-        ],
-    );
+        ])
+        .summary;
     eprintln!("cpu backend: {healthy}");
     assert_ne!(healthy["top"][0]["function"], "main.burnCPU", "{healthy}");
     assert!(inclusive_pct(&healthy, "main.burnCPU") < 5.0, "{healthy}");
@@ -189,7 +151,10 @@ impl Drop for Burners {
 }
 
 fn runq_mean(lab: &Lab, target: &str) -> (f64, serde_json::Value) {
-    let (attach, s) = probe(lab, &["runq", "--target", target, "--duration", "4s"]);
+    let ProbeRun {
+        attach_ms: attach,
+        summary: s,
+    } = lab.probe(&["runq", "--target", target, "--duration", "4s"]);
     eprintln!(
         "runq {target}: attach {attach:.0} ms, mean {} µs, {} ms/s, p90 < {} µs",
         s["mean_us"], s["ms_per_s"], s["p90_us_below"]
@@ -218,7 +183,7 @@ fn runq_probe_shows_the_starved_service() {
         1,
     );
     lab.wait_fault("burn", "active", Duration::from_secs(30));
-    let starved = pid_of(&lab, "backend-0");
+    let starved = lab.pid_of("backend-0");
     let pinned = Command::new("taskset")
         .args(["-a", "-p", "2", &starved.to_string()])
         .output()
@@ -269,8 +234,11 @@ fn offcpu_probe_times_its_target_threads_only() {
     std::thread::sleep(Duration::from_secs(1));
     let mut tids = Vec::new();
     for (target, instance) in [("backend", "backend-0"), ("store", "store-0")] {
-        let pid = pid_of(&lab, instance);
-        let (attach, s) = probe(&lab, &["offcpu", "--target", target, "--duration", "3s"]);
+        let pid = lab.pid_of(instance);
+        let ProbeRun {
+            attach_ms: attach,
+            summary: s,
+        } = lab.probe(&["offcpu", "--target", target, "--duration", "3s"]);
         eprintln!(
             "offcpu {target}: attach {attach:.0} ms, {} switches, {} ms/s, mean {} µs",
             s["intervals"], s["ms_per_s"], s["mean_us"]

@@ -34,6 +34,33 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// What a finished `sandbox probe … --json` printed: the attach time it reported and its
+/// summary.
+pub struct ProbeRun {
+    pub attach_ms: f64,
+    pub summary: serde_json::Value,
+}
+
+/// Reads a finished probe run's JSON lines; panics with everything it printed if it failed.
+pub fn probe_run(out: &Output) -> ProbeRun {
+    let all = text(out);
+    assert!(out.status.success(), "probe failed:\n{all}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let find = |event: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} line in:\n{all}"))
+    };
+    ProbeRun {
+        attach_ms: find("attached")["attach_ms"].as_f64().unwrap(),
+        summary: find("summary")["summary"].clone(),
+    }
+}
+
 /// A file in a directory that is removed when this is dropped.
 pub struct TempFile {
     _dir: tempfile::TempDir,
@@ -134,6 +161,28 @@ impl Lab {
             .unwrap_or_else(|| panic!("no instance {instance}"))
             .parse()
             .unwrap()
+    }
+
+    /// `sandbox probe <args> --lab <id> --json` run to its end.
+    pub fn probe(&self, args: &[&str]) -> ProbeRun {
+        let out = sandbox()
+            .arg("probe")
+            .args(args)
+            .args(["--lab", &self.id, "--json"])
+            .output()
+            .unwrap();
+        probe_run(&out)
+    }
+
+    /// The process id of an instance, from `status`.
+    pub fn pid_of(&self, instance: &str) -> u32 {
+        self.status()["lab"]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == instance)
+            .and_then(|i| i["pid"].as_u64())
+            .unwrap_or_else(|| panic!("no pid for {instance}")) as u32
     }
 
     pub fn netns(&self, instance: &str) -> String {
