@@ -9,7 +9,8 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::ebpf::{EbpfError, Object, objects};
-use crate::sys::{self, cmd, netns};
+use crate::sys::netns::NsPath;
+use crate::sys::{self, cmd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,10 +132,54 @@ pub fn run() -> Vec<Check> {
         "tracefs",
         "mount -t tracefs tracefs /sys/kernel/tracing",
     ));
+    out.push(docker_check());
     if root {
         out.extend(kernel_checks());
     }
     out
+}
+
+/// The Docker backend's daemon: optional (labs run on netns without it), so gaps warn.
+fn docker_check() -> Check {
+    const FIX: &str =
+        "sudo scripts/dockerd.sh start   (installs nothing: apt-get install -y docker.io first)";
+    match crate::backend::docker::daemon() {
+        Err(e) => check(
+            "Docker (--backend docker)",
+            Status::Warn,
+            e.to_string(),
+            Some(FIX),
+        ),
+        Ok(d) => {
+            let api_ok = d
+                .api
+                .split_once('.')
+                .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+                .is_some_and(|v| v >= (1, 41));
+            let driver_ok = matches!(d.storage_driver.as_str(), "overlay2" | "overlayfs");
+            let detail = format!(
+                "Docker {} (API {}), storage driver {}",
+                d.version, d.api, d.storage_driver
+            );
+            if !api_ok {
+                check(
+                    "Docker (--backend docker)",
+                    Status::Warn,
+                    format!("{detail}: API 1.41 (Docker 20.10) or newer is needed"),
+                    Some("apt-get install -y docker.io"),
+                )
+            } else if !driver_ok {
+                check(
+                    "Docker (--backend docker)",
+                    Status::Warn,
+                    format!("{detail}: overlay2 keeps labs fast; other drivers copy each layer"),
+                    Some("dockerd --storage-driver overlay2"),
+                )
+            } else {
+                check("Docker (--backend docker)", Status::Ok, detail, None)
+            }
+        }
+    }
 }
 
 fn mount_check(name: &str, path: &str, fstype: &str, fix: &str) -> Check {
@@ -169,7 +214,9 @@ fn kernel_checks() -> Vec<Check> {
     }
     out.push(check("network namespaces", Status::Ok, "created one", None));
     let in_ns = |program: &str, args: &[&str]| -> Result<String, String> {
-        let mut c = netns::command(&ns, program).map_err(|e| e.to_string())?;
+        let mut c = NsPath::named(&ns)
+            .command(program)
+            .map_err(|e| e.to_string())?;
         c.args(args);
         cmd::run(&mut c).map_err(|e| e.to_string())
     };
@@ -193,14 +240,9 @@ fn kernel_checks() -> Vec<Check> {
         veth,
         "veth pair joined to a bridge",
     );
-    let brnf = std::thread::scope(|s| {
-        s.spawn(|| {
-            netns::enter(&ns).map_err(|e| e.to_string())?;
-            std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
-                .map_err(|_| "br_netfilter is not loaded".to_string())
-        })
-        .join()
-        .unwrap_or_else(|_| Err("check thread panicked".into()))
+    let brnf = NsPath::named(&ns).run(|| {
+        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+            .map_err(|_| "br_netfilter is not loaded".to_string())
     });
     feature(
         "br_netfilter",
@@ -291,8 +333,9 @@ fn ebpf_checks(ns: &str) -> Vec<Check> {
         .and_then(|mut o| o.attach_raw_tracepoint("on_switch", "sched_switch"));
     let cpu = Object::load(&objects::PROFILE, &[])
         .and_then(|mut o| o.attach_cpu_clock("on_cpu_clock", 99));
-    let tc = Object::load(&objects::CORRUPT, &[])
-        .and_then(|mut o| o.attach_tc("sbx_corrupt", ns, &["d1".to_string()], true));
+    let tc = Object::load(&objects::CORRUPT, &[]).and_then(|mut o| {
+        o.attach_tc("sbx_corrupt", &NsPath::named(ns), &["d1".to_string()], true)
+    });
     let filter = std::net::UdpSocket::bind("127.0.0.1:0")
         .map_err(|e| EbpfError::Attach {
             object: objects::DNS.name,

@@ -18,6 +18,8 @@ use aya::programs::{
 };
 use aya::{Ebpf, EbpfLoader};
 
+use crate::sys::netns::NsPath;
+
 pub use aya::Pod;
 
 /// The bundled kernel-side programs: built from `ebpf/*.bpf.c` by `ebpf/build.sh` and committed
@@ -195,12 +197,14 @@ impl Object {
     pub fn attach_tc(
         &mut self,
         program: &str,
-        netns: &str,
+        netns: &NsPath,
         devs: &[String],
         egress: bool,
     ) -> Result<(), EbpfError> {
         let p: &mut SchedClassifier = self.program(program)?;
-        if let Err(e) = p.load() {
+        if p.fd().is_err()
+            && let Err(e) = p.load()
+        {
             return Err(self.attach_err(program, "tc", e));
         }
         let kind = if egress {
@@ -209,17 +213,12 @@ impl Object {
             TcAttachType::Ingress
         };
         // Interface names resolve in the calling thread's namespace: attach from inside.
-        let result = std::thread::scope(|s| {
-            s.spawn(|| -> Result<(), String> {
-                crate::sys::netns::enter(netns).map_err(|e| format!("entering {netns}: {e}"))?;
-                for dev in devs {
-                    p.attach(dev, kind)
-                        .map_err(|e| format!("{dev}: {}", brief(&e)))?;
-                }
-                Ok(())
-            })
-            .join()
-            .unwrap_or_else(|_| Err("attach thread panicked".into()))
+        let result = netns.run(|| {
+            for dev in devs {
+                p.attach(dev, kind)
+                    .map_err(|e| format!("{dev}: {}", brief(&e)))?;
+            }
+            Ok(())
         });
         result.map_err(|reason| EbpfError::Attach {
             object: self.name,

@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 
 use crate::sys::cmd;
 
-/// The programs a lab runs: the four service programs and the load generator.
-pub const PROGRAMS: [&str; 5] = ["gateway", "api", "backend", "store", "loadgen"];
+/// The programs a lab runs: the four service programs, the load generator, and `pause`,
+/// which holds a container pod's network namespace.
+pub const PROGRAMS: [&str; 6] = ["gateway", "api", "backend", "store", "loadgen", "pause"];
 
 /// Oldest Go the services are written for (their go.mod says `go 1.19`).
 const MIN_MINOR: u32 = 19;

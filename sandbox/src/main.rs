@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use sandbox::app::{self, AppError, RunOptions};
 use sandbox::probe::ProbeKind;
+use sandbox::scenario::BackendKind;
 
 /// A fault-injection training sandbox: run a small system of Go services, break its network on
 /// a schedule, and find out what went wrong with the bundled probes.
@@ -63,6 +64,9 @@ enum Cmd {
         /// The instructor's public key (`sandbox keys generate`), with --certify.
         #[arg(long, value_name = "FILE.pub")]
         instructor: Option<std::path::PathBuf>,
+        /// Where the lab runs: network namespaces on this machine, or Docker containers.
+        #[arg(long, default_value = "netns")]
+        backend: BackendKind,
     },
     /// Show a lab's services, faults and live symptoms (rate, errors, latency).
     #[command(
@@ -213,6 +217,9 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         json: bool,
+        /// Where the labs run; with --all, only the scenarios that list it are verified.
+        #[arg(long, default_value = "netns")]
+        backend: BackendKind,
     },
     /// Take a lab down and check that nothing of it is left.
     #[command(after_help = "Examples:\n  sudo sandbox down\n  sudo sandbox down --all")]
@@ -271,6 +278,7 @@ fn main() -> ExitCode {
             timeout,
             certify,
             instructor,
+            backend,
         } => app::run(
             RunOptions {
                 scenario,
@@ -278,6 +286,7 @@ fn main() -> ExitCode {
                 detach,
                 ready_timeout: timeout,
                 certify: certify.zip(instructor),
+                backend,
             },
             color,
         ),
@@ -372,7 +381,8 @@ fn main() -> ExitCode {
             all,
             seed,
             json,
-        } => app::verify(&scenarios, all, seed, json),
+            backend,
+        } => app::verify(&scenarios, all, seed, json, backend),
         Cmd::Down { lab, all } => app::down(lab.as_deref(), all, color),
         Cmd::Doctor { json } => app::doctor(json),
         Cmd::Schema => app::schema(),

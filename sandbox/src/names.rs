@@ -20,8 +20,8 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::backend::AddressBook;
 use crate::scenario::DnsAnswer;
+use crate::topology::AddressBook;
 
 /// Answers live as long as a lookup: clients must ask again for every new connection, so a
 /// fault acts as soon as it is installed.

@@ -672,32 +672,6 @@ pub fn grade_csv(results: &[&crate::cert::SignedResult]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// A `sandbox verify` report.
-pub fn verify(r: &crate::verify::Report) -> String {
-    let mut out = format!(
-        "{} (seed {}): {}\n",
-        r.scenario,
-        r.seed,
-        if r.passed() {
-            "VERIFIED"
-        } else {
-            "NOT VERIFIED"
-        }
-    );
-    out.push_str(&grid(
-        &["CHECK", "", "DETAIL"],
-        r.steps.iter().map(|s| {
-            vec![
-                s.check.clone(),
-                (if s.ok { "ok" } else { "FAIL" }).into(),
-                s.detail.clone(),
-            ]
-        }),
-    ));
-    out.push('\n');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,7 +685,7 @@ mod tests {
             source: "bundled:packet-loss".into(),
             seed: Some(42),
             candidate: None,
-            backend: "netns".into(),
+            backend: crate::backend::BackendKind::Netns,
             phase: Phase::Ready,
             step: "ready".into(),
             error: None,
@@ -720,6 +694,7 @@ mod tests {
             supervisor_pid: Some(100),
             slot: 0,
             book: None,
+            wire: None,
             instances: vec![InstanceState {
                 name: "api-0".into(),
                 service: "api".into(),
@@ -727,6 +702,8 @@ mod tests {
                 ip: "10.66.0.10".into(),
                 ports: vec![8080, 9090],
                 pid: Some(1234),
+                netns: None,
+                netns_inode: None,
                 restarts: 0,
                 status: "running".into(),
             }],

@@ -318,6 +318,32 @@ pub fn check_running(
     r
 }
 
+/// A `sandbox verify` report.
+pub fn render(r: &Report) -> String {
+    let mut out = format!(
+        "{} (seed {}): {}\n",
+        r.scenario,
+        r.seed,
+        if r.passed() {
+            "VERIFIED"
+        } else {
+            "NOT VERIFIED"
+        }
+    );
+    out.push_str(&crate::report::grid(
+        &["CHECK", "", "DETAIL"],
+        r.steps.iter().map(|s| {
+            vec![
+                s.check.clone(),
+                (if s.ok { "ok" } else { "FAIL" }).into(),
+                s.detail.clone(),
+            ]
+        }),
+    ));
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

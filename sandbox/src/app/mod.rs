@@ -168,6 +168,20 @@ pub struct RunOptions {
     pub ready_timeout: Duration,
     /// Certification: the candidate, and the instructor's public key file.
     pub certify: Option<(String, std::path::PathBuf)>,
+    pub backend: BackendKind,
+}
+
+/// Refuses a backend the scenario does not list in `metadata.backends`.
+fn check_backend(s: &scenario::Scenario, backend: BackendKind) -> Result<(), AppError> {
+    if s.metadata.backends.contains(&backend) {
+        return Ok(());
+    }
+    let listed: Vec<String> = s.metadata.backends.iter().map(|b| b.to_string()).collect();
+    Err(AppError::Invalid(format!(
+        "scenario `{}` runs on {} (its metadata.backends), not on {backend}; pick one of those with --backend",
+        s.id(),
+        listed.join(", ")
+    )))
 }
 
 /// A spinner on a terminal, plain lines otherwise.
@@ -205,13 +219,7 @@ impl Progress {
 pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
     let (source, s) = load(&o.scenario)?;
     require_root("run")?;
-    if !s.metadata.backends.contains(&BackendKind::Netns) {
-        return Err(AppError::Failed(format!(
-            "scenario `{}` is written for {:?} only; this build runs labs on the netns backend",
-            s.id(),
-            s.metadata.backends
-        )));
-    }
+    check_backend(&s, o.backend)?;
     let certification = match &o.certify {
         Some((candidate, key)) => Some(lab::Certification {
             candidate: candidate.clone(),
@@ -231,7 +239,13 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
         text: source.text.clone(),
         diagnostics,
     })?;
-    let launched = start(&plan, &source.name, o.ready_timeout, certification)?;
+    let launched = start(
+        &plan,
+        &source.name,
+        o.ready_timeout,
+        certification,
+        o.backend,
+    )?;
     let st = &launched.state;
     let what = match &st.candidate {
         Some(c) => format!("Certification lab {} for {c}", st.id),
@@ -265,22 +279,67 @@ pub fn start(
     source: &str,
     ready_timeout: Duration,
     certification: Option<lab::Certification>,
+    backend: BackendKind,
 ) -> Result<lab::Launched, AppError> {
     let progress = Progress::new();
     let tc = gobuild::find()?;
     progress.step(&format!("building the Go services with {}", tc.version));
     let built = gobuild::build(&tc).inspect_err(|_| progress.done())?;
+    let prepare =
+        |dir: &LabDir, state: &State| write_exercise(dir, state, plan, certification.as_ref());
     let req = lab::Request {
         plan,
+        backend,
         binaries: &built.dir,
         source,
         ready_timeout,
-        certification,
+        certification: certification.as_ref().map(|c| lab::Certification {
+            candidate: c.candidate.clone(),
+            instructor: c.instructor.clone(),
+        }),
+        prepare: &prepare,
     };
     let launched =
         lab::launch(&req, |step| progress.step(step)).inspect_err(|_| progress.done())?;
     progress.done();
     Ok(launched)
+}
+
+/// The exercise file, and in certification mode the sealed facts.
+fn write_exercise(
+    dir: &LabDir,
+    state: &State,
+    plan: &Plan,
+    certification: Option<&lab::Certification>,
+) -> Result<(), String> {
+    let candidate = certification.map(|c| c.candidate.as_str());
+    crate::exercise::write(dir, &crate::exercise::LabExercise::of(plan, candidate))
+        .map_err(|e| e.to_string())?;
+    let Some(cert) = certification else {
+        return Ok(());
+    };
+    let facts = crate::cert::SealedFacts {
+        candidate: cert.candidate.clone(),
+        scenario_id: plan.scenario.id.clone(),
+        lab_id: state.id.to_string(),
+        seed: plan.seed,
+        params: plan
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect(),
+        faults: plan
+            .faults
+            .iter()
+            .map(|f| format!("{} on {}", f.effect, f.target))
+            .collect(),
+        exercise: plan.exercise.clone(),
+        ready_ms: state.created_ms,
+    };
+    let sealed =
+        crate::cert::seal(&cert.instructor, &facts).map_err(|e| format!("sealing: {e}"))?;
+    let path = dir.path.join("sealed.age");
+    std::fs::write(&path, sealed).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// Redraws the lab's status once a second until Ctrl-C, then takes the lab down.
@@ -463,13 +522,14 @@ pub fn shell(lab_id: Option<&str>, name: &str, command: &[String]) -> Result<(),
     require_root("shell")?;
     let state = lab::find(lab_id)?;
     let inst = instances_named(&state, name, false)?.remove(0);
-    let backend = crate::backend::netns::NetnsBackend::new(&state.id, state.slot, &[])
-        .map_err(|e| AppError::Failed(e.to_string()))?;
-    use crate::backend::Backend;
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/bash".into());
     let program = command.first().cloned().unwrap_or(shell);
-    let mut c = backend
-        .shell_command(&inst, &program)
+    let netns = state
+        .instances
+        .iter()
+        .find(|i| i.name == inst)
+        .and_then(|i| i.netns.as_ref());
+    let mut c = crate::backend::shell_command(state.backend, &state.id, &inst, netns, &program)
         .map_err(|e| AppError::Failed(e.to_string()))?;
     c.args(command.iter().skip(1));
     c.env("SANDBOX_LAB", state.id.as_str())
@@ -504,7 +564,7 @@ pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
         };
         if id.is_some()
             && !lab::list().iter().any(|s| s.id == target)
-            && crate::backend::netns::namespaces_of(&target).is_empty()
+            && crate::backend::leftovers(&target).is_empty()
         {
             return Err(FindError::NoSuchLab(target.to_string()).into());
         }
@@ -617,22 +677,39 @@ pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
 }
 
 /// `sandbox verify`: proves scenarios solvable with the bundled tools, one lab at a time.
-pub fn verify(scenarios: &[String], all: bool, seed: u64, json: bool) -> Result<(), AppError> {
+pub fn verify(
+    scenarios: &[String],
+    all: bool,
+    seed: u64,
+    json: bool,
+    backend: BackendKind,
+) -> Result<(), AppError> {
     require_root("verify")?;
     let names: Vec<String> = if all {
-        scenario::bundled()
-            .iter()
-            .map(|b| b.id.to_string())
-            .collect()
+        let bundled = scenario::bundled();
+        let (runs, skipped): (Vec<&scenario::Bundled>, Vec<&scenario::Bundled>) =
+            bundled.iter().partition(|b| {
+                let source = Source {
+                    name: b.id.to_string(),
+                    text: b.text.to_string(),
+                };
+                source
+                    .load()
+                    .is_ok_and(|s| s.metadata.backends.contains(&backend))
+            });
+        for b in skipped {
+            eprintln!("skipping {}: it does not run on {backend}", b.id);
+        }
+        runs.iter().map(|b| b.id.to_string()).collect()
     } else {
         scenarios.to_vec()
     };
     let mut failed = Vec::new();
     let mut reports = Vec::new();
     for name in &names {
-        let report = verify_one(name, seed)?;
+        let report = verify_one(name, seed, backend)?;
         if !json {
-            print!("{}", report::verify(&report));
+            print!("{}", crate::verify::render(&report));
             println!();
         }
         if !report.passed() {
@@ -657,8 +734,13 @@ pub fn verify(scenarios: &[String], all: bool, seed: u64, json: bool) -> Result<
     }
 }
 
-fn verify_one(name: &str, seed: u64) -> Result<crate::verify::Report, AppError> {
+fn verify_one(
+    name: &str,
+    seed: u64,
+    backend: BackendKind,
+) -> Result<crate::verify::Report, AppError> {
     let (source, s) = load(name)?;
+    check_backend(&s, backend)?;
     let missing = crate::verify::missing_parts(&s);
     if !missing.is_empty() {
         return Err(AppError::Invalid(format!(
@@ -672,8 +754,8 @@ fn verify_one(name: &str, seed: u64) -> Result<crate::verify::Report, AppError> 
         text: source.text.clone(),
         diagnostics,
     })?;
-    eprintln!("verifying {} (seed {seed})", source.name);
-    let launched = start(&plan, &source.name, Duration::from_secs(60), None)?;
+    eprintln!("verifying {} (seed {seed}, {backend} backend)", source.name);
+    let launched = start(&plan, &source.name, Duration::from_secs(60), None, backend)?;
     let id = launched.state.id.clone();
     let report = crate::verify::check_running(&plan, &s, &id, |step| eprintln!("· {step}"));
     let down = lab::down(&id);

@@ -1,160 +1,254 @@
-//! Where a lab runs. A backend builds the lab's network, runs processes inside it and knows
-//! where packet faults are installed. The built-in backend uses network namespaces on this
-//! machine; container and Kubernetes backends implement the same trait.
+//! Where a lab runs. A backend builds the lab's network, starts, waits for and stops its
+//! instances, names the sites where the fault engine installs faults, and publishes what a
+//! probe's scope is made of (namespace paths and inodes, pids, addresses). It also finds and
+//! sweeps what a crashed lab left behind. Everything else (the supervisor, faults, probes,
+//! commands) talks to [`Backend`] and never to one backend's details.
 
+pub mod docker;
 pub mod netns;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::fault::{FaultError, Injector};
+pub use crate::scenario::BackendKind;
+
+use crate::fault::Sites;
+use crate::ids::LabId;
+use crate::scenario::NameService;
 use crate::sys::cmd::CmdError;
+use crate::sys::netns::NsPath;
+use crate::topology::{AddressBook, Subnet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(transparent)]
     Cmd(#[from] CmdError),
+    #[error(transparent)]
+    Sys(#[from] std::io::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
         source: std::io::Error,
     },
+    /// The lab asks for more than the backend can give (instances, addresses).
     #[error("{0}")]
-    Missing(String),
-    #[error(transparent)]
-    Fault(#[from] FaultError),
+    Capacity(String),
+    /// Something the backend needs is not on this machine (a daemon, a kernel feature).
+    #[error("{0}")]
+    Unavailable(String),
+    /// No such instance in the lab.
+    #[error("no instance `{instance}` in lab {lab}")]
+    NoInstance { lab: LabId, instance: String },
+    /// The container engine refused or failed a request.
+    #[error("docker: {0}")]
+    Docker(String),
 }
 
-/// Every address in a lab: the control address the supervisor uses, and each instance's.
+/// What a backend needs to build a lab.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    pub id: LabId,
+    pub subnet: Subnet,
+    /// (instance, service) pairs, the load generator included.
+    pub instances: Vec<(String, String)>,
+    pub names: NameService,
+    /// Directory of the compiled Go programs.
+    pub binaries: PathBuf,
+    /// The lab's state directory (the load generator writes its figures there).
+    pub dir: PathBuf,
+}
+
+/// One instance to start.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub instance: String,
+    /// The Go program, by name (`gateway`, `loadgen`, …).
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Where its standard output and error go.
+    pub log: PathBuf,
+}
+
+/// What the rest of sandbox may know about a running instance; published in `state.json`,
+/// so probes and commands never recompute a backend's details.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AddressBook {
-    pub subnet: Ipv4Addr,
-    pub prefix: u8,
-    pub control: Ipv4Addr,
-    /// Instance name → (service name, address).
-    pub instances: BTreeMap<String, (String, Ipv4Addr)>,
+pub struct Handle {
+    /// The instance's main process, as the host sees it.
+    pub pid: u32,
+    /// Its network namespace, which outlives restarts of the process.
+    pub netns: NsPath,
+    /// That namespace's inode, as the kernel reports `net->ns.inum`.
+    pub netns_inode: u64,
 }
 
-impl AddressBook {
-    pub fn ip_of(&self, instance: &str) -> Option<Ipv4Addr> {
-        self.instances.get(instance).map(|(_, ip)| *ip)
-    }
-
-    pub fn ips_of_service(&self, service: &str) -> Vec<Ipv4Addr> {
-        self.instances
-            .values()
-            .filter(|(s, _)| s == service)
-            .map(|(_, ip)| *ip)
-            .collect()
-    }
-
-    /// `/etc/hosts` for instances: each service name lists all its replicas' addresses (clients
-    /// pick one at random), and each instance has its own name.
-    pub fn hosts_file(&self) -> String {
-        let mut out = String::from("127.0.0.1\tlocalhost\n");
-        let mut by_service: BTreeMap<&str, Vec<(&str, Ipv4Addr)>> = BTreeMap::new();
-        for (name, (service, ip)) in &self.instances {
-            by_service.entry(service).or_default().push((name, *ip));
-        }
-        for (service, members) in by_service {
-            for (name, ip) in members {
-                if name == service {
-                    out.push_str(&format!("{ip}\t{name}\n"));
-                } else {
-                    out.push_str(&format!("{ip}\t{service} {name}\n"));
-                }
-            }
-        }
-        out
-    }
+/// Where a lab's network can be watched as a whole: the namespace holding the device that
+/// carries all of its traffic (absent: the host's), and that device. Probes that watch the
+/// wire (`dns`) attach there.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Wire {
+    pub netns: Option<NsPath>,
+    pub device: String,
+    /// Inode of a namespace that forwards the lab's packets, where there is one: kernel events
+    /// seen there happened "in the network" rather than in an instance.
+    pub router_inode: Option<u64>,
 }
 
-#[cfg(test)]
-impl AddressBook {
-    /// `api-0`, `api-1` (service `api`) and `web` in 10.9.0.0/24, for tests.
-    pub(crate) fn sample() -> AddressBook {
-        let mut instances = BTreeMap::new();
-        for (n, s, last) in [
-            ("api-0", "api", 10),
-            ("api-1", "api", 11),
-            ("web", "web", 12),
-        ] {
-            instances.insert(
-                n.to_string(),
-                (s.to_string(), Ipv4Addr::new(10, 9, 0, last)),
-            );
-        }
-        AddressBook {
-            subnet: Ipv4Addr::new(10, 9, 0, 0),
-            prefix: 24,
-            control: Ipv4Addr::new(10, 9, 0, 1),
-            instances,
-        }
-    }
+/// A started instance: its handle, and a way to wait for it to end.
+pub struct Started {
+    pub handle: Handle,
+    pub exit: Box<dyn Exit>,
 }
 
-/// What the supervisor needs from wherever the lab runs.
-pub trait Backend: Send {
-    /// Builds the network: an isolated host per instance, addresses, names. Nothing runs yet.
-    /// On error, whatever was created is removed again.
-    fn create(&mut self) -> Result<(), BackendError>;
+pub trait Exit: Send {
+    /// Blocks until the instance ends; says how it ended.
+    fn wait(self: Box<Self>) -> String;
+}
+
+/// What the supervisor needs from wherever the lab runs. Methods block; the supervisor calls
+/// them off its async threads.
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
 
     fn book(&self) -> &AddressBook;
 
-    /// Moves the calling thread where it reaches every instance directly; threads and
-    /// processes it starts later are there too. Must be called before starting a runtime.
+    /// Moves the calling thread where it reaches every instance's address directly; threads
+    /// and processes it starts later are there too. Called before the supervisor's runtime
+    /// starts its threads.
     fn join(&self) -> Result<(), BackendError>;
 
-    /// A command that runs `program` as `instance`, inside its host.
-    fn command(
-        &self,
-        instance: &str,
-        program: &Path,
-    ) -> Result<std::process::Command, BackendError>;
+    /// Starts one instance.
+    fn start(&self, run: &Run) -> Result<Started, BackendError>;
 
-    /// A command that runs `program` inside the lab's network, as `sandbox shell` does.
-    fn shell_command(
-        &self,
-        instance: &str,
-        program: &str,
-    ) -> Result<std::process::Command, BackendError>;
+    /// Stops an instance `start` started: asks it to end, and ends it if it does not.
+    fn stop(&self, instance: &str, handle: &Handle) -> Result<(), BackendError>;
 
-    /// Installs and removes the lab's packet and app faults.
-    fn injector(&self) -> Injector;
+    /// Where faults are installed.
+    fn sites(&self) -> Result<Sites, BackendError>;
 
-    /// Removes everything `create` made and every process still inside it. Safe to call twice.
+    fn wire(&self) -> Wire;
+
+    /// Removes everything the lab created. Called once, by [`Network`].
     fn destroy(&mut self) -> Result<(), BackendError>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A lab's network, up. Dropping it removes the network and everything in it, so no error
+/// path can forget to.
+pub struct Network {
+    inner: Option<Box<dyn Backend>>,
+}
 
-    #[test]
-    fn hosts_file_lists_service_names_and_replicas() {
-        let mut instances = BTreeMap::new();
-        instances.insert(
-            "api-0".to_string(),
-            ("api".to_string(), Ipv4Addr::new(10, 66, 0, 10)),
-        );
-        instances.insert(
-            "api-1".to_string(),
-            ("api".to_string(), Ipv4Addr::new(10, 66, 0, 11)),
-        );
-        instances.insert(
-            "loadgen".to_string(),
-            ("loadgen".to_string(), Ipv4Addr::new(10, 66, 0, 9)),
-        );
-        let book = AddressBook {
-            subnet: Ipv4Addr::new(10, 66, 0, 0),
-            prefix: 24,
-            control: Ipv4Addr::new(10, 66, 0, 1),
-            instances,
-        };
-        let hosts = book.hosts_file();
-        assert!(hosts.contains("10.66.0.10\tapi api-0\n"));
-        assert!(hosts.contains("10.66.0.11\tapi api-1\n"));
-        assert!(hosts.contains("10.66.0.9\tloadgen\n"));
+impl Network {
+    /// Takes the network down now, and says whether that worked.
+    pub fn remove(mut self) -> Result<(), BackendError> {
+        match self.inner.take() {
+            Some(mut b) => b.destroy(),
+            None => Ok(()),
+        }
     }
+}
+
+impl std::ops::Deref for Network {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        // Only `remove` (which consumes the network) and `drop` take the backend out.
+        match &self.inner {
+            Some(b) => b.as_ref(),
+            None => unreachable!("a removed network is never used"),
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if let Some(mut b) = self.inner.take() {
+            let _ = b.destroy();
+        }
+    }
+}
+
+/// Builds the lab's network on backend `kind`. On error nothing of it is left.
+pub fn create(kind: BackendKind, spec: &LabSpec) -> Result<Network, BackendError> {
+    let backend: Box<dyn Backend> = match kind {
+        BackendKind::Netns => Box::new(netns::NetnsBackend::create(spec)?),
+        BackendKind::Docker => Box::new(docker::DockerBackend::create(spec)?),
+        BackendKind::Kube => {
+            return Err(BackendError::Unavailable(
+                "the kube backend is not part of this build yet".into(),
+            ));
+        }
+    };
+    Ok(Network {
+        inner: Some(backend),
+    })
+}
+
+/// Lab ids that have something on any backend present on this machine.
+pub fn labs_present() -> Vec<LabId> {
+    let mut ids = netns::lab_ids_present();
+    ids.extend(docker::lab_ids_present());
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Removes whatever lab `id` left on every backend present, by name and label alone.
+pub fn sweep(id: &LabId) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Err(e) = netns::remove_lab(id) {
+        errors.push(format!("namespaces: {e}"));
+    }
+    if let Err(e) = docker::remove_lab(id) {
+        errors.push(format!("docker: {e}"));
+    }
+    errors
+}
+
+/// What is still there of lab `id` on any backend, for `down`'s final check.
+pub fn leftovers(id: &LabId) -> Vec<String> {
+    let mut out: Vec<String> = netns::namespaces_of(id)
+        .into_iter()
+        .map(|n| format!("network namespace {n}"))
+        .collect();
+    out.extend(docker::leftovers(id));
+    out
+}
+
+/// A command that runs `program` inside an instance's network namespace, as `sandbox shell`
+/// does, with the lab's name server in its `/etc/resolv.conf`.
+pub fn shell_command(
+    kind: BackendKind,
+    id: &LabId,
+    instance: &str,
+    netns: Option<&NsPath>,
+    program: &str,
+) -> Result<std::process::Command, BackendError> {
+    let missing = || BackendError::NoInstance {
+        lab: id.clone(),
+        instance: instance.to_string(),
+    };
+    match kind {
+        BackendKind::Netns => netns::shell_command(id, instance, program).ok_or_else(missing),
+        BackendKind::Docker | BackendKind::Kube => {
+            let ns = netns.filter(|n| n.exists()).ok_or_else(missing)?;
+            Ok(enter_with_resolver(ns, &docker::resolv_conf(id), program))
+        }
+    }
+}
+
+/// `nsenter` into `ns` with a private mount namespace where `resolv` is `/etc/resolv.conf`:
+/// host tools, the lab's names.
+fn enter_with_resolver(ns: &NsPath, resolv: &Path, program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("nsenter");
+    c.arg(format!("--net={}", ns.path().display()))
+        .args(["--", "unshare", "--mount", "--propagation", "private", "--"])
+        .args([
+            "sh",
+            "-c",
+            r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#,
+        ])
+        .arg(resolv)
+        .arg(program);
+    c
 }

@@ -9,22 +9,21 @@
 //! per-instance `/etc/netns/<ns>/hosts`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{AddressBook, Backend, BackendError};
-use crate::fault::{Injector, Place, Wire, Wiring};
-use crate::lab::{LabId, PREFIX};
+use super::{Backend, BackendError, BackendKind, Exit, Handle, LabSpec, Run, Started, Wire};
+use crate::fault::{Link, Sites};
+use crate::ids::{LabId, PREFIX};
 use crate::scenario::NameService;
-use crate::sys::{cmd, netns};
-
-/// First address given to an instance; .1 is the bridge (the supervisor's control address).
-const FIRST_HOST: u8 = 10;
-pub const MAX_INSTANCES: usize = 240;
+use crate::sys::cmd;
+use crate::sys::netns::{self, NsPath};
+use crate::topology::{AddressBook, Subnet};
 
 pub fn lab_ns(id: &LabId) -> String {
     format!("{PREFIX}-{id}")
@@ -50,70 +49,44 @@ fn etc_dir(ns: &str) -> PathBuf {
     Path::new("/etc/netns").join(ns)
 }
 
-/// The subnet of lab slot `slot`: `10.66.<slot>.0/24`.
-pub fn subnet(slot: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 66, slot, 0)
-}
-
 pub struct NetnsBackend {
     id: LabId,
     book: AddressBook,
     /// Instance names in address order.
     order: Vec<String>,
     names: NameService,
-    created: bool,
+    binaries: PathBuf,
 }
 
 impl NetnsBackend {
-    /// A backend for lab `id` in subnet slot `slot`, with these instances (service names
-    /// given per instance).
-    pub fn new(
-        id: &LabId,
-        slot: u8,
-        instances: &[(String, String)],
-    ) -> Result<NetnsBackend, BackendError> {
-        if instances.len() > MAX_INSTANCES {
-            return Err(BackendError::Missing(format!(
-                "a lab holds at most {MAX_INSTANCES} instances"
-            )));
-        }
-        let net = subnet(slot);
-        let mut book = AddressBook {
-            subnet: net,
-            prefix: 24,
-            control: Ipv4Addr::new(10, 66, slot, 1),
-            instances: BTreeMap::new(),
-        };
-        let mut order = Vec::new();
-        for (i, (name, service)) in instances.iter().enumerate() {
-            book.instances.insert(
-                name.clone(),
-                (
-                    service.clone(),
-                    Ipv4Addr::new(10, 66, slot, FIRST_HOST + i as u8),
-                ),
-            );
-            order.push(name.clone());
-        }
-        Ok(NetnsBackend {
-            id: id.clone(),
+    /// Builds the lab's namespaces, bridge and links. On error, whatever was created is
+    /// removed again.
+    pub fn create(spec: &LabSpec) -> Result<NetnsBackend, BackendError> {
+        let book = AddressBook::plan(spec.subnet, &spec.instances).ok_or_else(|| {
+            BackendError::Capacity(format!(
+                "a lab holds at most {} instances; this one has {}",
+                Subnet::MAX_INSTANCES,
+                spec.instances.len()
+            ))
+        })?;
+        let b = NetnsBackend {
+            id: spec.id.clone(),
             book,
-            order,
-            names: NameService::default(),
-            created: false,
-        })
-    }
-
-    /// How instances find each other: through the lab's name server (the default), which
-    /// the caller runs, or from a hosts file.
-    pub fn with_names(mut self, names: NameService) -> NetnsBackend {
-        self.names = names;
-        self
+            order: spec.instances.iter().map(|(n, _)| n.clone()).collect(),
+            names: spec.names,
+            binaries: spec.binaries.clone(),
+        };
+        if let Err(e) = b.build() {
+            let _ = remove_lab(&b.id);
+            return Err(e);
+        }
+        Ok(b)
     }
 
     fn build(&self) -> Result<(), BackendError> {
         let lab = lab_ns(&self.id);
         let br = bridge(&self.id);
+        let prefix = self.book.prefix;
         let mut adds = vec![format!("netns add {lab}")];
         adds.extend(
             self.order
@@ -126,7 +99,7 @@ impl NetnsBackend {
             "link set lo up".to_string(),
             format!("link add {br} type bridge"),
             format!("link set {br} addrgenmode none"),
-            format!("addr add {}/24 dev {br}", self.book.control),
+            format!("addr add {}/{prefix} dev {br}", self.book.control),
             format!("link set {br} up"),
         ];
         for (i, name) in self.order.iter().enumerate() {
@@ -137,28 +110,28 @@ impl NetnsBackend {
             lab_cmds.push(format!("link set {v} master {br} up"));
         }
         cmd::ip_batch(Some(&lab), &lab_cmds)?;
-        set_bridge_netfilter(&lab)?;
+        set_bridge_netfilter(&NsPath::named(&lab))?;
 
         let hosts = match self.names {
             NameService::Hosts => self.book.hosts_file(),
             NameService::Dns => "127.0.0.1\tlocalhost\n".to_string(),
         };
-        let resolv = format!(
-            "nameserver {}\noptions timeout:1 attempts:1\n",
-            self.book.control
-        );
+        let resolv = self.book.resolv_conf();
         for name in &self.order {
             let ns = instance_ns(&self.id, name);
             let ip = self
                 .book
                 .ip_of(name)
-                .ok_or_else(|| BackendError::Missing(format!("no address for {name}")))?;
+                .ok_or_else(|| BackendError::NoInstance {
+                    lab: self.id.clone(),
+                    instance: name.clone(),
+                })?;
             cmd::ip_batch(
                 Some(&ns),
                 &[
                     "link set lo up".to_string(),
                     "link set eth0 addrgenmode none".to_string(),
-                    format!("addr add {ip}/24 dev eth0"),
+                    format!("addr add {ip}/{prefix} dev eth0"),
                     "link set eth0 up".to_string(),
                 ],
             )?;
@@ -174,52 +147,36 @@ impl NetnsBackend {
         }
         Ok(())
     }
-
-    fn wiring(&self) -> Wiring {
-        let mut w = Wiring::default();
-        for (i, name) in self.order.iter().enumerate() {
-            if let Some(ip) = self.book.ip_of(name) {
-                w.by_ip.insert(
-                    ip,
-                    Wire {
-                        netns: instance_ns(&self.id, name),
-                        veth: veth(&self.id, i),
-                        ifb: ifb(&self.id, i),
-                    },
-                );
-            }
-        }
-        w
-    }
 }
 
 /// Bridged IPv4 must pass through the netfilter hooks, or every nftables and iptables fault
 /// silently matches nothing.
-fn set_bridge_netfilter(lab: &str) -> Result<(), BackendError> {
-    let lab = lab.to_string();
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<(), BackendError> {
-            netns::enter(&lab).map_err(|source| BackendError::Io { what: format!("entering {lab}"), source })?;
-            let path = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-            std::fs::write(path, "1").map_err(|_| {
-                BackendError::Missing(format!(
-                    "{path} is missing: the kernel needs br_netfilter (`modprobe br_netfilter`) for faults on bridged traffic"
-                ))
-            })
+pub(crate) fn set_bridge_netfilter(ns: &NsPath) -> Result<(), BackendError> {
+    ns.run(|| {
+        let path = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+        std::fs::write(path, "1").map_err(|_| {
+            format!(
+                "{path} is missing: the kernel needs br_netfilter (`modprobe br_netfilter`) for faults on bridged traffic"
+            )
         })
-        .join()
-        .unwrap_or_else(|_| Err(BackendError::Missing("netfilter setup thread panicked".into())))
     })
+    .map_err(BackendError::Unavailable)
+}
+
+struct ChildExit(std::process::Child);
+
+impl Exit for ChildExit {
+    fn wait(mut self: Box<Self>) -> String {
+        match self.0.wait() {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("unknown status ({e})"),
+        }
+    }
 }
 
 impl Backend for NetnsBackend {
-    fn create(&mut self) -> Result<(), BackendError> {
-        self.created = true;
-        if let Err(e) = self.build() {
-            let _ = self.destroy();
-            return Err(e);
-        }
-        Ok(())
+    fn kind(&self) -> BackendKind {
+        BackendKind::Netns
     }
 
     fn book(&self) -> &AddressBook {
@@ -227,58 +184,103 @@ impl Backend for NetnsBackend {
     }
 
     fn join(&self) -> Result<(), BackendError> {
-        let lab = lab_ns(&self.id);
-        netns::enter(&lab).map_err(|source| BackendError::Io {
+        let lab = NsPath::named(&lab_ns(&self.id));
+        lab.enter().map_err(|source| BackendError::Io {
             what: format!("entering {lab}"),
             source,
         })
     }
 
-    fn command(
-        &self,
-        instance: &str,
-        program: &Path,
-    ) -> Result<std::process::Command, BackendError> {
+    fn start(&self, run: &Run) -> Result<Started, BackendError> {
+        let ns = NsPath::named(&instance_ns(&self.id, &run.instance));
+        let netns_inode = ns.inode().map_err(|_| BackendError::NoInstance {
+            lab: self.id.clone(),
+            instance: run.instance.clone(),
+        })?;
+        let io = |what: String| move |source| BackendError::Io { what, source };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&run.log)
+            .map_err(io(format!("opening {}", run.log.display())))?;
+        let err = log
+            .try_clone()
+            .map_err(io(format!("opening {}", run.log.display())))?;
+        let binary = self.binaries.join(&run.program);
         let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &instance_ns(&self.id, instance)])
-            .arg(program);
-        Ok(c)
+        c.args(["netns", "exec", &instance_ns(&self.id, &run.instance)])
+            .arg(&binary)
+            .args(&run.args)
+            .envs(&run.env)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        // A process group of its own: Ctrl-C at the terminal that started the lab never
+        // reaches the services.
+        c.process_group(0);
+        let child = c
+            .spawn()
+            .map_err(io(format!("starting {}", binary.display())))?;
+        Ok(Started {
+            handle: Handle {
+                pid: child.id(),
+                netns: ns,
+                netns_inode,
+            },
+            exit: Box::new(ChildExit(child)),
+        })
     }
 
-    fn shell_command(
-        &self,
-        instance: &str,
-        program: &str,
-    ) -> Result<std::process::Command, BackendError> {
-        let ns = instance_ns(&self.id, instance);
-        if !netns::exists(&ns) {
-            return Err(BackendError::Missing(format!(
-                "no instance `{instance}` in lab {}",
-                self.id
-            )));
+    fn stop(&self, _instance: &str, handle: &Handle) -> Result<(), BackendError> {
+        stop_pids(&[handle.pid as i32], Duration::from_millis(250));
+        Ok(())
+    }
+
+    fn sites(&self) -> Result<Sites, BackendError> {
+        let links = self
+            .order
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let ip = self.book.ip_of(name)?;
+                Some((
+                    ip,
+                    Link {
+                        instance: NsPath::named(&instance_ns(&self.id, name)),
+                        veth: veth(&self.id, i),
+                        ifb: ifb(&self.id, i),
+                    },
+                ))
+            })
+            .collect::<BTreeMap<_, _>>();
+        Ok(Sites::Router {
+            ns: NsPath::named(&lab_ns(&self.id)),
+            links,
+        })
+    }
+
+    fn wire(&self) -> Wire {
+        let ns = NsPath::named(&lab_ns(&self.id));
+        Wire {
+            router_inode: ns.inode().ok(),
+            netns: Some(ns),
+            device: bridge(&self.id),
         }
-        let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &ns, program]);
-        Ok(c)
-    }
-
-    fn injector(&self) -> Injector {
-        Injector::new(
-            Place::new(&lab_ns(&self.id)),
-            self.id.as_str(),
-            self.book.clone(),
-            self.wiring(),
-        )
     }
 
     fn destroy(&mut self) -> Result<(), BackendError> {
-        if !self.created {
-            return Ok(());
-        }
-        remove_lab(&self.id)?;
-        self.created = false;
-        Ok(())
+        remove_lab(&self.id)
     }
+}
+
+/// `ip netns exec` into an instance's namespace, which also mounts its name files over /etc.
+pub fn shell_command(id: &LabId, instance: &str, program: &str) -> Option<std::process::Command> {
+    let ns = instance_ns(id, instance);
+    netns::exists(&ns).then(|| {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &ns, program]);
+        c
+    })
 }
 
 /// Namespaces of lab `id` that exist now, instances first and the bridge namespace last.
@@ -321,7 +323,15 @@ pub fn lab_ids_present() -> Vec<LabId> {
 /// namespaces, so this removes it all.
 pub fn remove_lab(id: &LabId) -> Result<(), BackendError> {
     let spaces = namespaces_of(id);
-    stop_processes(&spaces, Duration::from_secs(3));
+    let me = std::process::id() as i32;
+    let mut pids: Vec<i32> = spaces
+        .iter()
+        .flat_map(|s| NsPath::named(s).pids())
+        .filter(|p| *p != me)
+        .collect();
+    pids.sort();
+    pids.dedup();
+    stop_pids(&pids, Duration::from_secs(3));
     let dels: Vec<String> = spaces.iter().map(|n| format!("netns del {n}")).collect();
     let result = cmd::ip_batch(None, &dels);
     if let Ok(dir) = std::fs::read_dir("/etc/netns") {
@@ -336,38 +346,24 @@ pub fn remove_lab(id: &LabId) -> Result<(), BackendError> {
     result.map_err(BackendError::from)
 }
 
-/// SIGTERM, then SIGKILL after `grace`, to every process living in `spaces`.
-fn stop_processes(spaces: &[String], grace: Duration) {
-    let me = std::process::id() as i32;
-    let find = || -> Vec<i32> {
-        let mut all: Vec<i32> = spaces
-            .iter()
-            .flat_map(|s| netns::pids(s))
-            .filter(|p| *p != me)
-            .collect();
-        all.sort();
-        all.dedup();
-        all
-    };
-    let targets = find();
+/// SIGTERM, then SIGKILL to those still alive after `grace`.
+fn stop_pids(targets: &[i32], grace: Duration) {
     if targets.is_empty() {
         return;
     }
-    for p in &targets {
+    for p in targets {
         let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
     }
+    let gone = |p: &i32| kill(Pid::from_raw(*p), None).is_err() || is_zombie(*p);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if targets
-            .iter()
-            .all(|p| kill(Pid::from_raw(*p), None).is_err() || is_zombie(*p))
-        {
+        if targets.iter().all(gone) {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    for p in find() {
-        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    for p in targets.iter().filter(|p| !gone(p)) {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
     }
 }
 

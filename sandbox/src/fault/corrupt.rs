@@ -11,9 +11,10 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use super::selector::Selector;
-use super::{FaultError, Place, Wiring};
+use super::{FaultError, Sites};
 use crate::ebpf::{self, Object, objects};
 use crate::sys::cmd;
+use crate::sys::netns::NsPath;
 
 const MAX_ADDRS: usize = 8;
 const MAX_SELECTORS: usize = 2;
@@ -42,13 +43,13 @@ struct CorruptCfg {
 unsafe impl ebpf::Pod for CorruptCfg {}
 
 /// Interfaces with checksum offload turned off, and by how many faults.
-pub type Offloads = Arc<Mutex<BTreeMap<(String, String), u32>>>;
+pub type Offloads = Arc<Mutex<BTreeMap<(NsPath, String), u32>>>;
 
 pub struct CorruptFault {
     offloads: Offloads,
     object: Option<Object>,
     /// (namespace, interface) pairs whose offloads this fault turned off.
-    touched: Vec<(String, String)>,
+    touched: Vec<(NsPath, String)>,
     removed: bool,
 }
 
@@ -85,9 +86,8 @@ fn config(percent: f64, sels: &[Selector]) -> Result<CorruptCfg, FaultError> {
 }
 
 pub fn install(
-    place: &Place,
+    sites: &Sites,
     offloads: &Offloads,
-    wiring: &Wiring,
     percent: f64,
     sels: &[Selector],
 ) -> Result<CorruptFault, FaultError> {
@@ -100,7 +100,7 @@ pub fn install(
     };
 
     // Receivers: the instances a selector sends to, or every instance when it names none.
-    let all: Vec<Ipv4Addr> = wiring.by_ip.keys().copied().collect();
+    let all = sites.instance_ips();
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     for s in sels {
@@ -124,11 +124,15 @@ pub fn install(
     involved.sort();
     involved.dedup();
     for ip in &involved {
-        let Some(w) = wiring.by_ip.get(ip) else {
+        let Some(ns) = sites.instance_ns(*ip) else {
             continue;
         };
-        fault.offload_off(&w.netns, "eth0")?;
-        fault.offload_off(place.netns(), &w.veth)?;
+        fault.offload_off(ns, "eth0")?;
+        if let Sites::Router { ns, links } = sites
+            && let Some(l) = links.get(ip)
+        {
+            fault.offload_off(ns, &l.veth)?;
+        }
     }
 
     let mut object =
@@ -136,32 +140,41 @@ pub fn install(
     object
         .array_set("corrupt_config", 0, cfg)
         .map_err(|e| FaultError::Ebpf(e.to_string()))?;
-    let devs: Vec<String> = receivers
-        .iter()
-        .filter_map(|ip| wiring.by_ip.get(ip).map(|w| w.veth.clone()))
-        .collect();
-    object
-        .attach_tc("sbx_corrupt", place.netns(), &devs, true)
-        .map_err(|e| FaultError::Ebpf(e.to_string()))?;
+    // Corrupted where packets reach their receiver: on the router's link towards it, or on
+    // its own `eth0` as they arrive.
+    match sites {
+        Sites::Router { ns, links } => {
+            let devs: Vec<String> = receivers
+                .iter()
+                .filter_map(|ip| links.get(ip).map(|l| l.veth.clone()))
+                .collect();
+            object.attach_tc("sbx_corrupt", ns, &devs, true)
+        }
+        Sites::Instances { by_ip } => receivers
+            .iter()
+            .filter_map(|ip| by_ip.get(ip))
+            .try_for_each(|ns| object.attach_tc("sbx_corrupt", ns, &["eth0".into()], false)),
+    }
+    .map_err(|e| FaultError::Ebpf(e.to_string()))?;
     fault.object = Some(object);
     Ok(fault)
 }
 
-fn ethtool(netns: &str, dev: &str, state: &str) -> Result<(), FaultError> {
-    let mut c = crate::sys::netns::command(netns, "ethtool")?;
+fn ethtool(ns: &NsPath, dev: &str, state: &str) -> Result<(), FaultError> {
+    let mut c = ns.command("ethtool")?;
     c.args(["-K", dev, "tx", state, "rx", state]);
     cmd::run(&mut c).map(|_| ()).map_err(FaultError::from)
 }
 
 impl CorruptFault {
-    fn offload_off(&mut self, netns: &str, dev: &str) -> Result<(), FaultError> {
-        let key = (netns.to_string(), dev.to_string());
+    fn offload_off(&mut self, ns: &NsPath, dev: &str) -> Result<(), FaultError> {
+        let key = (ns.clone(), dev.to_string());
         let mut table = self
             .offloads
             .lock()
             .map_err(|_| FaultError::Engine("offload lock poisoned".into()))?;
         if !table.contains_key(&key) {
-            ethtool(netns, dev, "off")?;
+            ethtool(ns, dev, "off")?;
         }
         *table.entry(key.clone()).or_default() += 1;
         self.touched.push(key);
@@ -192,7 +205,7 @@ impl CorruptFault {
             if *n == 0 {
                 table.remove(&key);
                 // The namespace may already be gone when the lab is coming down.
-                if crate::sys::netns::exists(&key.0)
+                if key.0.exists()
                     && let Err(e) = ethtool(&key.0, &key.1, "on")
                     && result.is_ok()
                 {

@@ -20,8 +20,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rand::RngExt;
 
 use super::selector::Selector;
-use super::{FaultError, Place};
+use super::{FaultError, Point};
 use crate::sys::cmd;
+use crate::sys::netns::NsPath;
 
 /// Packets the kernel may hold for one queue; beyond it they pass undelayed (fail-open).
 const QUEUE_MAX_LEN: u32 = 65536;
@@ -55,8 +56,8 @@ struct Inner {
 }
 
 impl DelayEngine {
-    /// Starts the engine thread inside the fault place's namespace.
-    pub fn start(place: &Place) -> Result<DelayEngine, FaultError> {
+    /// Starts the engine thread inside `ns`, where its queues are.
+    pub fn start(ns: &NsPath) -> Result<DelayEngine, FaultError> {
         let (tx, rx) = mpsc::channel();
         let (wake, wake_rx) = UnixStream::pair().map_err(|e| FaultError::Engine(e.to_string()))?;
         wake_rx
@@ -64,13 +65,14 @@ impl DelayEngine {
             .map_err(|e| FaultError::Engine(e.to_string()))?;
         let released = Arc::new(Mutex::new(HashMap::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let netns = place.netns().to_string();
+        let netns = ns.clone();
         let counts = released.clone();
         let thread = std::thread::Builder::new()
             .name("delay-engine".into())
             .spawn(move || {
                 let setup = || -> Result<(nfq::Queue, RawFd), String> {
-                    crate::sys::netns::enter(&netns)
+                    netns
+                        .enter()
                         .map_err(|e| format!("entering {netns}: {e}"))?;
                     realtime_priority();
                     let (mut q, fd) = open_queue()?;
@@ -382,15 +384,22 @@ fn run(
     }
 }
 
-/// An installed delay fault: its iptables chain and its queue binding. Dropping it removes
-/// the rule first, then releases what the queue still holds.
+/// An installed delay fault: its iptables chain at each site and its queue binding there.
+/// Dropping it removes the rules first, then releases what the queues still hold.
 pub struct DelayFault {
-    place: Place,
-    engine: DelayEngine,
+    parts: Vec<Part>,
     chain: String,
     comment: String,
     queue: u16,
     removed: bool,
+}
+
+/// The fault at one site: the namespace, the hook its chain is called from, and the engine
+/// that holds its packets there.
+struct Part {
+    ns: NsPath,
+    hook: super::Hook,
+    engine: DelayEngine,
 }
 
 /// Which queue a delay fault uses and how long packets wait in it.
@@ -401,35 +410,44 @@ pub struct Hold {
 }
 
 pub fn install(
-    place: &Place,
-    engine: &DelayEngine,
+    points: impl IntoIterator<Item = (Point, DelayEngine)>,
     chain: &str,
     comment: &str,
     hold: Hold,
-    sels: &[Selector],
 ) -> Result<DelayFault, FaultError> {
     let queue = hold.queue;
-    engine.bind(queue, hold.delay, hold.jitter)?;
-    let fault = DelayFault {
-        place: place.clone(),
-        engine: engine.clone(),
+    let mut fault = DelayFault {
+        parts: Vec::new(),
         chain: chain.to_string(),
         comment: comment.to_string(),
         queue,
         removed: false,
     };
-    let mut lines = vec![format!("-N {chain}")];
-    for sel in sels {
-        for rule in rules(sel) {
-            lines.push(format!(
-                "-A {chain} {rule} -j NFQUEUE --queue-num {queue} --queue-bypass"
-            ));
+    for (point, engine) in points {
+        engine.bind(queue, hold.delay, hold.jitter)?;
+        let mut lines = vec![format!("-N {chain}")];
+        for sel in &point.sels {
+            for rule in rules(sel) {
+                lines.push(format!(
+                    "-A {chain} {rule} -j NFQUEUE --queue-num {queue} --queue-bypass"
+                ));
+            }
+        }
+        lines.push(format!(
+            "-I {} -m comment --comment \"{comment}\" -j {chain}",
+            point.hook.iptables()
+        ));
+        let applied = restore(&point.ns, &lines);
+        fault.parts.push(Part {
+            ns: point.ns,
+            hook: point.hook,
+            engine,
+        });
+        if let Err(e) = applied {
+            let _ = fault.parts.pop().map(|p| p.engine.unbind(queue));
+            return Err(e);
         }
     }
-    lines.push(format!(
-        "-I FORWARD -m comment --comment \"{comment}\" -j {chain}"
-    ));
-    restore(place, &lines)?;
     Ok(fault)
 }
 
@@ -462,9 +480,9 @@ fn rules(sel: &Selector) -> Vec<String> {
 }
 
 /// Applies rules atomically with `iptables-restore --noflush`.
-fn restore(place: &Place, lines: &[String]) -> Result<(), FaultError> {
+fn restore(ns: &NsPath, lines: &[String]) -> Result<(), FaultError> {
     let input = format!("*filter\n{}\nCOMMIT\n", lines.join("\n"));
-    let mut c = place.command("iptables-restore")?;
+    let mut c = ns.command("iptables-restore")?;
     c.args(["--noflush", "-w"]);
     cmd::run_with_input(&mut c, Some(&input))?;
     Ok(())
@@ -476,22 +494,40 @@ impl DelayFault {
     }
 
     pub fn released(&self) -> u64 {
-        self.engine.released(self.queue)
+        self.parts
+            .iter()
+            .map(|p| p.engine.released(self.queue))
+            .sum()
     }
 
     fn teardown(&mut self) -> Result<(), FaultError> {
         self.removed = true;
-        let lines = vec![
-            format!(
-                "-D FORWARD -m comment --comment \"{}\" -j {}",
-                self.comment, self.chain
-            ),
-            format!("-F {}", self.chain),
-            format!("-X {}", self.chain),
-        ];
-        let rules = restore(&self.place, &lines);
-        let unbind = self.engine.unbind(self.queue);
-        rules.and(unbind)
+        let mut result = Ok(());
+        for p in std::mem::take(&mut self.parts) {
+            let lines = vec![
+                format!(
+                    "-D {} -m comment --comment \"{}\" -j {}",
+                    p.hook.iptables(),
+                    self.comment,
+                    self.chain
+                ),
+                format!("-F {}", self.chain),
+                format!("-X {}", self.chain),
+            ];
+            // A site that is gone took its rules with it.
+            let rules = if p.ns.exists() {
+                restore(&p.ns, &lines)
+            } else {
+                Ok(())
+            };
+            let unbind = p.engine.unbind(self.queue);
+            if let Err(e) = rules.and(unbind)
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     pub fn remove(mut self) -> Result<(), FaultError> {

@@ -1,9 +1,9 @@
 //! DNS faults, installed as rules at the lab's name server: lookups from the target's
 //! clients for the target's names get a wrong answer, a late one, or none.
 
-use crate::backend::AddressBook;
 use crate::names::{Catch, Rule, RuleHandle, Rules, Zone};
 use crate::plan::{Effect, FaultTarget};
+use crate::topology::AddressBook;
 
 use super::FaultError;
 use super::selector::selectors;

@@ -26,9 +26,12 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use crate::backend::AddressBook;
+use crate::ids::PREFIX;
 use crate::plan::{Effect, FaultPlan, FaultTarget};
 use crate::sys::cmd::CmdError;
+use crate::sys::netns::NsPath;
+use crate::topology::AddressBook;
+use selector::Selector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
@@ -46,52 +49,127 @@ pub enum FaultError {
     Unsupported(String),
 }
 
-/// The network namespace where a lab's packet faults live: the one holding its bridge, so
-/// faults act on traffic between instances and are invisible from inside them.
+/// Where the fault engine installs its techniques. The backend names the sites; the
+/// techniques (pure rule builders plus one owner per kernel object) work at either kind.
 #[derive(Debug, Clone)]
-pub struct Place {
-    netns: String,
+pub enum Sites {
+    /// One namespace that forwards every packet between instances (the netns backend's
+    /// bridge namespace): forward hooks there, and each instance's lab-side link end.
+    Router {
+        ns: NsPath,
+        links: BTreeMap<Ipv4Addr, Link>,
+    },
+    /// Each instance's own namespace (a container's, a pod's): input and output hooks and
+    /// its `eth0`. Traffic towards an instance is caught where it arrives, traffic from an
+    /// instance to anyone where it leaves.
+    Instances { by_ip: BTreeMap<Ipv4Addr, NsPath> },
 }
 
-impl Place {
-    pub fn new(netns: &str) -> Place {
-        Place {
-            netns: netns.to_string(),
-        }
-    }
-
-    pub fn netns(&self) -> &str {
-        &self.netns
-    }
-
-    fn command(&self, program: &str) -> Result<std::process::Command, FaultError> {
-        Ok(crate::sys::netns::command(&self.netns, program)?)
-    }
-}
-
-/// How an instance is plugged into the lab bridge.
+/// How an instance is plugged into a router site.
 #[derive(Debug, Clone)]
-pub struct Wire {
-    /// The instance's own namespace (its end of the veth is `eth0`).
-    pub netns: String,
-    /// Its veth's end in the bridge namespace.
+pub struct Link {
+    /// The instance's own namespace (its end of the link is `eth0`).
+    pub instance: NsPath,
+    /// The link's end in the router namespace.
     pub veth: String,
     /// Name for an ifb device that shapes traffic leaving the instance.
     pub ifb: String,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Wiring {
-    pub by_ip: BTreeMap<Ipv4Addr, Wire>,
+/// The netfilter hook a rule sits at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hook {
+    Forward,
+    Input,
+    Output,
+}
+
+impl Hook {
+    /// The nftables hook (and chain) name.
+    pub fn nft(self) -> &'static str {
+        match self {
+            Hook::Forward => "forward",
+            Hook::Input => "input",
+            Hook::Output => "output",
+        }
+    }
+
+    /// The iptables built-in chain.
+    pub fn iptables(self) -> &'static str {
+        match self {
+            Hook::Forward => "FORWARD",
+            Hook::Input => "INPUT",
+            Hook::Output => "OUTPUT",
+        }
+    }
+}
+
+/// One place a fault's packets are matched: a namespace, a hook, and what to match there.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub ns: NsPath,
+    pub hook: Hook,
+    pub sels: Vec<Selector>,
+}
+
+impl Sites {
+    /// Where each selector is matched: at the router's forward hook, or at each receiving
+    /// instance's input (each sending instance's output when the selector names no receiver).
+    pub fn points(&self, sels: &[Selector]) -> Vec<Point> {
+        match self {
+            Sites::Router { ns, .. } => vec![Point {
+                ns: ns.clone(),
+                hook: Hook::Forward,
+                sels: sels.to_vec(),
+            }],
+            Sites::Instances { by_ip } => {
+                let mut at: BTreeMap<(NsPath, Hook), Vec<Selector>> = BTreeMap::new();
+                for sel in sels {
+                    let (hook, ends) = if sel.dst.is_empty() {
+                        (Hook::Output, &sel.src)
+                    } else {
+                        (Hook::Input, &sel.dst)
+                    };
+                    for ip in ends {
+                        let Some(ns) = by_ip.get(ip) else { continue };
+                        let mut one = sel.clone();
+                        match hook {
+                            Hook::Output => one.src = vec![*ip],
+                            _ => one.dst = vec![*ip],
+                        }
+                        at.entry((ns.clone(), hook)).or_default().push(one);
+                    }
+                }
+                at.into_iter()
+                    .map(|((ns, hook), sels)| Point { ns, hook, sels })
+                    .collect()
+            }
+        }
+    }
+
+    /// The namespace of the instance at `ip`.
+    pub fn instance_ns(&self, ip: Ipv4Addr) -> Option<&NsPath> {
+        match self {
+            Sites::Router { links, .. } => links.get(&ip).map(|l| &l.instance),
+            Sites::Instances { by_ip } => by_ip.get(&ip),
+        }
+    }
+
+    pub fn instance_ips(&self) -> Vec<Ipv4Addr> {
+        match self {
+            Sites::Router { links, .. } => links.keys().copied().collect(),
+            Sites::Instances { by_ip } => by_ip.keys().copied().collect(),
+        }
+    }
 }
 
 /// Installs a lab's faults; owns what they share (delay engine, htb roots, offload state).
 pub struct Injector {
-    place: Place,
+    sites: Sites,
     lab: String,
     book: AddressBook,
-    wiring: Wiring,
-    delay: Mutex<Option<delay::DelayEngine>>,
+    /// One delay engine per namespace that holds a delay fault (queues are per namespace).
+    delay: Mutex<BTreeMap<NsPath, delay::DelayEngine>>,
     shaper: shape::SharedShaper,
     offloads: corrupt::Offloads,
     /// The lab's name server, where it runs one.
@@ -136,13 +214,12 @@ impl Active {
 }
 
 impl Injector {
-    pub fn new(place: Place, lab: &str, book: AddressBook, wiring: Wiring) -> Injector {
+    pub fn new(sites: Sites, lab: &str, book: AddressBook) -> Injector {
         Injector {
-            place,
+            sites,
             lab: lab.to_string(),
             book,
-            wiring,
-            delay: Mutex::new(None),
+            delay: Mutex::default(),
             shaper: Arc::default(),
             offloads: Arc::default(),
             names: None,
@@ -180,8 +257,8 @@ impl Injector {
             if let Effect::CpuStarve { hogs } = f.effect {
                 let pids: Vec<i32> = ips
                     .iter()
-                    .filter_map(|ip| self.wiring.by_ip.get(ip))
-                    .flat_map(|w| crate::sys::netns::pids(&w.netns))
+                    .filter_map(|ip| self.sites.instance_ns(*ip))
+                    .flat_map(|ns| ns.pids())
                     .collect();
                 return starve::install(&pids, hogs).map(Active::Starve);
             }
@@ -200,47 +277,118 @@ impl Injector {
             u16::try_from(index).map_err(|_| FaultError::Unsupported("too many faults".into()))?;
         match &f.effect {
             e if nft::handles(e) => {
-                let table = format!("{}_{}_f{index}", crate::lab::PREFIX, self.lab);
-                nft::install(&self.place, &table, &comment, e, &sels).map(Active::Nft)
+                let table = format!("{PREFIX}_{}_f{index}", self.lab);
+                nft::install(&self.sites.points(&sels), &table, &comment, e).map(Active::Nft)
             }
             Effect::Delay { delay, jitter } => {
-                let engine = {
-                    let mut slot = self
+                let points = self.sites.points(&sels);
+                let mut engines = Vec::new();
+                {
+                    let mut running = self
                         .delay
                         .lock()
                         .map_err(|_| FaultError::Engine("lock poisoned".into()))?;
-                    match &*slot {
-                        Some(e) => e.clone(),
-                        None => {
-                            let e = delay::DelayEngine::start(&self.place)?;
-                            *slot = Some(e.clone());
-                            e
-                        }
+                    for p in &points {
+                        let engine = match running.get(&p.ns) {
+                            Some(e) => e.clone(),
+                            None => {
+                                let e = delay::DelayEngine::start(&p.ns)?;
+                                running.insert(p.ns.clone(), e.clone());
+                                e
+                            }
+                        };
+                        engines.push(engine);
                     }
-                };
-                let chain = format!("{}-{}-F{index}", crate::lab::PREFIX, self.lab).to_uppercase();
+                }
+                let chain = format!("{PREFIX}-{}-F{index}", self.lab).to_uppercase();
                 let hold = delay::Hold {
                     queue: 100 + index,
                     delay: *delay,
                     jitter: *jitter,
                 };
-                delay::install(&self.place, &engine, &chain, &comment, hold, &sels)
+                delay::install(points.into_iter().zip(engines), &chain, &comment, hold)
                     .map(Active::Delay)
             }
             Effect::Bandwidth { bits_per_sec } => shape::install(
-                &self.place,
+                &self.sites,
+                &self.lab,
                 &self.shaper,
-                &self.wiring,
                 0x10 + index,
                 *bits_per_sec,
                 &sels,
             )
             .map(Active::Shape),
             Effect::Corrupt { percent } => {
-                corrupt::install(&self.place, &self.offloads, &self.wiring, *percent, &sels)
-                    .map(Active::Corrupt)
+                corrupt::install(&self.sites, &self.offloads, *percent, &sels).map(Active::Corrupt)
             }
             other => Err(FaultError::Unsupported(format!("no technique for {other}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(src: &[u8], dst: &[u8]) -> Selector {
+        let ip = |n: &u8| Ipv4Addr::new(10, 9, 0, *n);
+        Selector {
+            src: src.iter().map(ip).collect(),
+            dst: dst.iter().map(ip).collect(),
+            dport: Some(80),
+            sport: None,
+        }
+    }
+
+    #[test]
+    fn instance_sites_catch_packets_where_they_arrive_or_leave() {
+        let by_ip = [10u8, 11, 12]
+            .iter()
+            .map(|n| (Ipv4Addr::new(10, 9, 0, *n), NsPath::of_pid(u32::from(*n))))
+            .collect();
+        let sites = Sites::Instances { by_ip };
+        let points = sites.points(&[sel(&[10], &[11, 12]), sel(&[12], &[])]);
+        let seen: Vec<(String, Hook, Vec<Ipv4Addr>, Vec<Ipv4Addr>)> = points
+            .iter()
+            .map(|p| {
+                (
+                    p.ns.to_string(),
+                    p.hook,
+                    p.sels[0].src.clone(),
+                    p.sels[0].dst.clone(),
+                )
+            })
+            .collect();
+        let a = |n| Ipv4Addr::new(10, 9, 0, n);
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "/proc/11/ns/net".into(),
+                    Hook::Input,
+                    vec![a(10)],
+                    vec![a(11)]
+                ),
+                (
+                    "/proc/12/ns/net".into(),
+                    Hook::Input,
+                    vec![a(10)],
+                    vec![a(12)]
+                ),
+                ("/proc/12/ns/net".into(), Hook::Output, vec![a(12)], vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_router_site_matches_everything_at_its_forward_hook() {
+        let sites = Sites::Router {
+            ns: NsPath::named("sbx-ab12c"),
+            links: BTreeMap::new(),
+        };
+        let points = sites.points(&[sel(&[10], &[11]), sel(&[12], &[])]);
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].hook, Hook::Forward);
+        assert_eq!(points[0].sels.len(), 2);
     }
 }

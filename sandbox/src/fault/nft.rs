@@ -1,17 +1,20 @@
-//! Loss, resets, blackholes, partitions and SYN drops as one nftables table per fault, in the
-//! lab's bridge namespace (forward hook, ahead of the delay queue so only surviving packets
-//! are delayed). Removing the fault is one atomic `delete table`.
+//! Loss, resets, blackholes, partitions and SYN drops as one nftables table per fault and
+//! site: at a router's forward hook, or at an instance's input and output hooks, always ahead
+//! of the delay queue so only surviving packets are delayed. Removing the fault is one atomic
+//! `delete table` per site.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use super::selector::Selector;
-use super::{FaultError, Place};
+use super::{FaultError, Hook, Point};
 use crate::plan::Effect;
 use crate::sys::cmd;
+use crate::sys::netns::NsPath;
 
-/// Priority of the faults' forward chains: before iptables' filter table (0), where the delay
-/// queue sits.
+/// Priority of the faults' chains: before iptables' filter table (0), where the delay queue
+/// sits.
 const PRIORITY: i32 = -10;
 
 /// Whether nftables can express this effect.
@@ -26,62 +29,87 @@ pub fn handles(effect: &Effect) -> bool {
     )
 }
 
-/// An installed table; dropping it removes the table.
+/// The fault's tables, one per site; dropping it removes them.
 pub struct NftFault {
-    place: Place,
+    sites: Vec<NsPath>,
     table: String,
     removed: bool,
 }
 
 pub fn install(
-    place: &Place,
+    points: &[Point],
     table: &str,
     comment: &str,
     effect: &Effect,
-    sels: &[Selector],
 ) -> Result<NftFault, FaultError> {
-    let script = ruleset(table, comment, effect, sels);
-    let mut c = place.command("nft")?;
-    c.args(["-f", "-"]);
-    cmd::run_with_input(&mut c, Some(&script))?;
-    Ok(NftFault {
-        place: place.clone(),
+    let mut by_site: BTreeMap<&NsPath, Vec<(Hook, &[Selector])>> = BTreeMap::new();
+    for p in points {
+        by_site.entry(&p.ns).or_default().push((p.hook, &p.sels));
+    }
+    let mut fault = NftFault {
+        sites: Vec::new(),
         table: table.to_string(),
         removed: false,
-    })
+    };
+    for (ns, chains) in by_site {
+        let script = ruleset(table, comment, effect, &chains);
+        let mut c = ns.command("nft")?;
+        c.args(["-f", "-"]);
+        cmd::run_with_input(&mut c, Some(&script))?;
+        fault.sites.push(ns.clone());
+    }
+    Ok(fault)
 }
 
 impl NftFault {
     pub fn remove(mut self) -> Result<(), FaultError> {
-        self.removed = true;
-        delete_table(&self.place, &self.table)
+        self.teardown()
     }
 
-    /// Packets the fault's rules have matched so far.
+    fn teardown(&mut self) -> Result<(), FaultError> {
+        self.removed = true;
+        let mut result = Ok(());
+        for ns in std::mem::take(&mut self.sites) {
+            // A site that is gone took the table with it.
+            if ns.exists()
+                && let Err(e) = delete_table(&ns, &self.table)
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Packets the fault's rules have matched so far, at every site.
     pub fn packets(&self) -> Result<u64, FaultError> {
-        let mut c = self.place.command("nft")?;
-        c.args(["list", "table", "inet", &self.table]);
-        let out = cmd::run(&mut c)?;
-        Ok(out
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .windows(2)
-            .filter(|w| w[0] == "packets")
-            .filter_map(|w| w[1].parse::<u64>().ok())
-            .sum())
+        let mut total = 0;
+        for ns in &self.sites {
+            let mut c = ns.command("nft")?;
+            c.args(["list", "table", "inet", &self.table]);
+            let out = cmd::run(&mut c)?;
+            total += out
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .filter(|w| w[0] == "packets")
+                .filter_map(|w| w[1].parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        Ok(total)
     }
 }
 
 impl Drop for NftFault {
     fn drop(&mut self) {
         if !self.removed {
-            let _ = delete_table(&self.place, &self.table);
+            let _ = self.teardown();
         }
     }
 }
 
-fn delete_table(place: &Place, table: &str) -> Result<(), FaultError> {
-    let mut c = place.command("nft")?;
+fn delete_table(ns: &NsPath, table: &str) -> Result<(), FaultError> {
+    let mut c = ns.command("nft")?;
     c.args(["delete", "table", "inet", table]);
     cmd::run(&mut c).map(|_| ()).map_err(FaultError::from)
 }
@@ -141,7 +169,27 @@ fn sample(percent: f64) -> String {
     }
 }
 
-pub fn ruleset(table: &str, comment: &str, effect: &Effect, sels: &[Selector]) -> String {
+/// A table with one chain per hook, each holding the rules for its selectors.
+pub fn ruleset(
+    table: &str,
+    comment: &str,
+    effect: &Effect,
+    chains: &[(Hook, &[Selector])],
+) -> String {
+    let mut out = format!("table inet {table} {{\n  comment \"{comment}\"\n");
+    for (hook, sels) in chains {
+        let _ = write!(
+            out,
+            "  chain {name} {{\n    type filter hook {name} priority {PRIORITY}; policy accept;\n{}  }}\n",
+            rules(comment, effect, sels),
+            name = hook.nft(),
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn rules(comment: &str, effect: &Effect, sels: &[Selector]) -> String {
     let mut rules = String::new();
     for sel in sels {
         let rule = match effect {
@@ -165,9 +213,7 @@ pub fn ruleset(table: &str, comment: &str, effect: &Effect, sels: &[Selector]) -
         };
         let _ = writeln!(rules, "    {rule} comment \"{comment}\"");
     }
-    format!(
-        "table inet {table} {{\n  comment \"{comment}\"\n  chain forward {{\n    type filter hook forward priority {PRIORITY}; policy accept;\n{rules}  }}\n}}\n"
-    )
+    rules
 }
 
 #[cfg(test)]
@@ -186,7 +232,7 @@ mod tests {
             "sbx_ab12c_f0",
             "sandbox lab=ab12c fault=x",
             &Effect::Loss { percent: 12.5 },
-            &[sel],
+            &[(Hook::Forward, &[sel])],
         );
         assert!(r.contains(
             "ip saddr 10.66.0.10 ip daddr { 10.66.0.11, 10.66.0.12 } meta l4proto { tcp, udp } th dport 7070 numgen random mod 10000 < 1250 counter drop"
@@ -206,7 +252,7 @@ mod tests {
             "t",
             "c",
             &Effect::SynDrop { percent: 100.0 },
-            std::slice::from_ref(&sel),
+            &[(Hook::Input, std::slice::from_ref(&sel))],
         );
         assert!(
             r.contains(
@@ -214,7 +260,13 @@ mod tests {
             ),
             "{r}"
         );
-        let r = ruleset("t", "c", &Effect::Reset { percent: 5.0 }, &[sel]);
+        assert!(r.contains("chain input {\n    type filter hook input priority -10"));
+        let r = ruleset(
+            "t",
+            "c",
+            &Effect::Reset { percent: 5.0 },
+            &[(Hook::Output, &[sel])],
+        );
         assert!(
             r.contains(
                 "tcp flags & rst == 0 numgen random mod 10000 < 500 counter reject with tcp reset"

@@ -3,9 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use crate::backend::AddressBook;
 use crate::plan::{Effect, FaultTarget};
 use crate::scenario::Direction;
+use crate::topology::AddressBook;
 
 /// Packets from any of `src` to any of `dst` (empty = any address), optionally only those to
 /// or from one port.

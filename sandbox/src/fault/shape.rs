@@ -1,15 +1,19 @@
-//! Bandwidth limits with htb classes on the lab-side interfaces. Traffic into an instance is
-//! shaped on the egress of its lab-side veth; traffic out of an instance to anyone goes
-//! through an ifb device fed from that veth's ingress. The root htb has no default class, so
-//! traffic no fault classifies passes unshaped, and several limits share one interface.
+//! Bandwidth limits with htb classes. At a router site, traffic into an instance is shaped on
+//! the egress of its lab-side veth, and traffic out of an instance to anyone goes through an
+//! ifb device fed from that veth's ingress. At instance sites, traffic out of an instance is
+//! shaped on its own `eth0`, and traffic into it on an ifb fed from its `eth0`'s ingress. The
+//! root htb has no default class, so traffic no fault classifies passes unshaped, and several
+//! limits share one interface.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use super::selector::Selector;
-use super::{FaultError, Place, Wiring};
+use super::{FaultError, Sites};
+use crate::ids::PREFIX;
 use crate::sys::cmd;
+use crate::sys::netns::NsPath;
 
 /// Packets a shaped class may queue; the default (1000) would be seconds of queue at low
 /// rates and hide the limit behind bufferbloat.
@@ -18,35 +22,35 @@ const LEAF_LIMIT: u32 = 50;
 /// How many classes use each interface's root qdisc, so the last one removes it.
 #[derive(Default)]
 pub struct Shaper {
-    users: BTreeMap<String, u32>,
-    ifbs: BTreeMap<String, u32>,
+    users: BTreeMap<(NsPath, String), u32>,
+    ifbs: BTreeMap<(NsPath, String), u32>,
 }
 
 pub type SharedShaper = Arc<Mutex<Shaper>>;
 
 /// One shaping class on one interface.
 struct Class {
+    ns: NsPath,
     dev: String,
     /// The veth feeding this ifb, when `dev` is an ifb.
     ifb_of: Option<String>,
 }
 
 pub struct ShapeFault {
-    place: Place,
     shaper: SharedShaper,
     classid: u16,
     classes: Vec<Class>,
     removed: bool,
 }
 
-fn tc(place: &Place, args: &[&str]) -> Result<(), FaultError> {
-    let mut c = place.command("tc")?;
+fn tc(ns: &NsPath, args: &[&str]) -> Result<(), FaultError> {
+    let mut c = ns.command("tc")?;
     c.args(args);
     cmd::run(&mut c).map(|_| ()).map_err(FaultError::from)
 }
 
-fn ip(place: &Place, args: &[&str]) -> Result<(), FaultError> {
-    let mut c = place.command("ip")?;
+fn ip(ns: &NsPath, args: &[&str]) -> Result<(), FaultError> {
+    let mut c = ns.command("ip")?;
     c.args(args);
     cmd::run(&mut c).map(|_| ()).map_err(FaultError::from)
 }
@@ -73,30 +77,45 @@ fn u32_match(src: Option<Ipv4Addr>, dst: Option<Ipv4Addr>, sel: &Selector) -> Ve
     m
 }
 
+/// A shaping point: the device a class goes on, the device feeding it when it is an ifb,
+/// and the filters that classify into it.
+type Points = BTreeMap<(NsPath, String), (Option<String>, Vec<Vec<String>>)>;
+
 pub fn install(
-    place: &Place,
+    sites: &Sites,
+    lab: &str,
     shaper: &SharedShaper,
-    wiring: &Wiring,
     classid: u16,
     bits_per_sec: u64,
     sels: &[Selector],
 ) -> Result<ShapeFault, FaultError> {
     let mut fault = ShapeFault {
-        place: place.clone(),
         shaper: shaper.clone(),
         classid,
         classes: Vec::new(),
         removed: false,
     };
-    // (device, ifb source veth, filters) per shaping point.
-    let mut points: BTreeMap<String, (Option<String>, Vec<Vec<String>>)> = BTreeMap::new();
+    let mut points: Points = BTreeMap::new();
     for sel in sels {
         if !sel.dst.is_empty() {
             for d in &sel.dst {
-                let Some(w) = wiring.by_ip.get(d) else {
-                    continue;
+                let point = match sites {
+                    Sites::Router { ns, links } => {
+                        let Some(l) = links.get(d) else { continue };
+                        (ns.clone(), l.veth.clone(), None)
+                    }
+                    Sites::Instances { by_ip } => {
+                        let Some(ns) = by_ip.get(d) else { continue };
+                        (
+                            ns.clone(),
+                            format!("{PREFIX}{lab}-ifb"),
+                            Some("eth0".into()),
+                        )
+                    }
                 };
-                let entry = points.entry(w.veth.clone()).or_insert((None, Vec::new()));
+                let entry = points
+                    .entry((point.0, point.1))
+                    .or_insert((point.2, Vec::new()));
                 let srcs: Vec<Option<Ipv4Addr>> = if sel.src.is_empty() {
                     vec![None]
                 } else {
@@ -108,12 +127,19 @@ pub fn install(
             }
         } else {
             for s in &sel.src {
-                let Some(w) = wiring.by_ip.get(s) else {
-                    continue;
+                let point = match sites {
+                    Sites::Router { ns, links } => {
+                        let Some(l) = links.get(s) else { continue };
+                        (ns.clone(), l.ifb.clone(), Some(l.veth.clone()))
+                    }
+                    Sites::Instances { by_ip } => {
+                        let Some(ns) = by_ip.get(s) else { continue };
+                        (ns.clone(), "eth0".to_string(), None)
+                    }
                 };
                 let entry = points
-                    .entry(w.ifb.clone())
-                    .or_insert((Some(w.veth.clone()), Vec::new()));
+                    .entry((point.0, point.1))
+                    .or_insert((point.2, Vec::new()));
                 entry.1.push(u32_match(Some(*s), None, sel));
             }
         }
@@ -121,8 +147,9 @@ pub fn install(
     let rate = format!("{bits_per_sec}bit");
     let burst = format!("{}b", (bits_per_sec / 8 / 100).max(3200));
     let class = format!("1:{classid:x}");
-    for (dev, (ifb_of, filters)) in points {
-        fault.attach_root(&dev, ifb_of.as_deref())?;
+    for ((place, dev), (ifb_of, filters)) in points {
+        let place = &place;
+        fault.attach_root(place, &dev, ifb_of.as_deref())?;
         tc(
             place,
             &[
@@ -163,21 +190,27 @@ pub fn install(
 impl ShapeFault {
     /// Adds (or reuses) the root htb on `dev`, creating the ifb and its redirect first when
     /// `dev` is an ifb fed by `ifb_of`. Records the class so `remove` undoes exactly this.
-    fn attach_root(&mut self, dev: &str, ifb_of: Option<&str>) -> Result<(), FaultError> {
+    fn attach_root(
+        &mut self,
+        place: &NsPath,
+        dev: &str,
+        ifb_of: Option<&str>,
+    ) -> Result<(), FaultError> {
         let mut sh = self
             .shaper
             .lock()
             .map_err(|_| FaultError::Engine("shaper lock poisoned".into()))?;
+        let key = (place.clone(), dev.to_string());
         if let Some(veth) = ifb_of {
-            if !sh.ifbs.contains_key(dev) {
-                ip(&self.place, &["link", "add", dev, "type", "ifb"])?;
-                ip(&self.place, &["link", "set", dev, "up"])?;
+            if !sh.ifbs.contains_key(&key) {
+                ip(place, &["link", "add", dev, "type", "ifb"])?;
+                ip(place, &["link", "set", dev, "up"])?;
                 tc(
-                    &self.place,
+                    place,
                     &["qdisc", "add", "dev", veth, "handle", "ffff:", "ingress"],
                 )?;
                 tc(
-                    &self.place,
+                    place,
                     &[
                         "filter", "add", "dev", veth, "parent", "ffff:", "protocol", "ip", "prio",
                         "1", "u32", "match", "u32", "0", "0", "action", "mirred", "egress",
@@ -185,18 +218,19 @@ impl ShapeFault {
                     ],
                 )?;
             }
-            *sh.ifbs.entry(dev.to_string()).or_default() += 1;
+            *sh.ifbs.entry(key.clone()).or_default() += 1;
         }
-        if !sh.users.contains_key(dev) {
+        if !sh.users.contains_key(&key) {
             tc(
-                &self.place,
+                place,
                 &[
                     "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "r2q", "1",
                 ],
             )?;
         }
-        *sh.users.entry(dev.to_string()).or_default() += 1;
+        *sh.users.entry(key).or_default() += 1;
         self.classes.push(Class {
+            ns: place.clone(),
             dev: dev.to_string(),
             ifb_of: ifb_of.map(str::to_string),
         });
@@ -220,30 +254,37 @@ impl ShapeFault {
             Err(_) => return Err(FaultError::Engine("shaper lock poisoned".into())),
         };
         for c in std::mem::take(&mut self.classes) {
-            let users = sh.users.entry(c.dev.clone()).or_default();
+            let key = (c.ns.clone(), c.dev.clone());
+            // A site that is gone took its qdiscs and devices with it.
+            let here = c.ns.exists();
+            let users = sh.users.entry(key.clone()).or_default();
             *users = users.saturating_sub(1);
             if *users == 0 {
-                sh.users.remove(&c.dev);
-                keep(tc(&self.place, &["qdisc", "del", "dev", &c.dev, "root"]));
-            } else {
+                sh.users.remove(&key);
+                if here {
+                    keep(tc(&c.ns, &["qdisc", "del", "dev", &c.dev, "root"]));
+                }
+            } else if here {
                 keep(tc(
-                    &self.place,
+                    &c.ns,
                     &[
                         "filter", "del", "dev", &c.dev, "parent", "1:", "prio", &prio,
                     ],
                 ));
                 keep(tc(
-                    &self.place,
+                    &c.ns,
                     &["class", "del", "dev", &c.dev, "classid", &class],
                 ));
             }
             if let Some(veth) = c.ifb_of {
-                let n = sh.ifbs.entry(c.dev.clone()).or_default();
+                let n = sh.ifbs.entry(key.clone()).or_default();
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    sh.ifbs.remove(&c.dev);
-                    keep(tc(&self.place, &["qdisc", "del", "dev", &veth, "ingress"]));
-                    keep(ip(&self.place, &["link", "del", &c.dev]));
+                    sh.ifbs.remove(&key);
+                    if here {
+                        keep(tc(&c.ns, &["qdisc", "del", "dev", &veth, "ingress"]));
+                        keep(ip(&c.ns, &["link", "del", &c.dev]));
+                    }
                 }
             }
         }

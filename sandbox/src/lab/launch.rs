@@ -12,7 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::state::now_ms;
 use super::supervisor::{Spec, tail};
 use super::{LabDir, LabId, Phase, State, state_root, sweep};
-use crate::backend::netns;
+use crate::backend::{self, BackendKind};
 use crate::plan::Plan;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,13 @@ pub enum LaunchError {
     Timeout { id: LabId, secs: u64, step: String },
 }
 
+/// Writes what a lab needs besides its state (the exercise, sealed facts) once its id and
+/// directory exist; an error takes the lab down again.
+pub type Prepare<'a> = &'a dyn Fn(&LabDir, &State) -> Result<(), String>;
+
 pub struct Request<'a> {
     pub plan: &'a Plan,
+    pub backend: BackendKind,
     pub binaries: &'a Path,
     /// The scenario file, or `bundled:<id>`.
     pub source: &'a str,
@@ -41,6 +46,7 @@ pub struct Request<'a> {
     /// Certification mode: what is drawn is sealed to the instructor and kept out of the
     /// lab's files.
     pub certification: Option<Certification>,
+    pub prepare: Prepare<'a>,
 }
 
 pub struct Certification {
@@ -61,11 +67,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
 
 /// Reserves an id and subnet slot under a lock, so labs started at the same moment do not
 /// collide, and writes the lab's first state.
-fn reserve(
-    plan: &Plan,
-    source: &str,
-    candidate: Option<&str>,
-) -> Result<(LabDir, State), LaunchError> {
+fn reserve(req: &Request, candidate: Option<&str>) -> Result<(LabDir, State), LaunchError> {
+    let (plan, source) = (req.plan, req.source);
     let labs = state_root().join("labs");
     std::fs::create_dir_all(&labs).map_err(io(format!("creating {}", labs.display())))?;
     let lock_path = labs.join(".lock");
@@ -84,7 +87,7 @@ fn reserve(
     let slot = (0..=255u8)
         .find(|s| !used.contains(s))
         .ok_or(LaunchError::NoSlot)?;
-    let present = netns::lab_ids_present();
+    let present = backend::labs_present();
     let id = loop {
         let id = LabId::random();
         if !present.contains(&id) && !LabDir::new(&id).path.exists() {
@@ -101,7 +104,7 @@ fn reserve(
         source: source.to_string(),
         seed: candidate.is_none().then_some(plan.seed),
         candidate: candidate.map(str::to_string),
-        backend: "netns".into(),
+        backend: req.backend,
         phase: Phase::Starting,
         step: "starting the supervisor".into(),
         error: None,
@@ -110,6 +113,7 @@ fn reserve(
         supervisor_pid: None,
         slot,
         book: None,
+        wire: None,
         instances: Vec::new(),
         faults: Vec::new(),
         workload: format!(
@@ -129,57 +133,20 @@ fn reserve(
     Ok((dir, state))
 }
 
-/// The exercise file, and in certification mode the sealed facts.
-fn write_exercise(dir: &LabDir, state: &State, req: &Request) -> Result<(), LaunchError> {
-    let candidate = req.certification.as_ref().map(|c| c.candidate.as_str());
-    crate::exercise::write(dir, &crate::exercise::LabExercise::of(req.plan, candidate)).map_err(
-        |e| LaunchError::Io {
-            what: "writing the exercise".into(),
-            source: std::io::Error::other(e.to_string()),
-        },
-    )?;
-    let Some(cert) = &req.certification else {
-        return Ok(());
-    };
-    let facts = crate::cert::SealedFacts {
-        candidate: cert.candidate.clone(),
-        scenario_id: req.plan.scenario.id.clone(),
-        lab_id: state.id.to_string(),
-        seed: req.plan.seed,
-        params: req
-            .plan
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
-            .collect(),
-        faults: req
-            .plan
-            .faults
-            .iter()
-            .map(|f| format!("{} on {}", f.effect, f.target))
-            .collect(),
-        exercise: req.plan.exercise.clone(),
-        ready_ms: state.created_ms,
-    };
-    let sealed = crate::cert::seal(&cert.instructor, &facts).map_err(|e| LaunchError::Io {
-        what: "sealing".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let path = dir.path.join("sealed.age");
-    std::fs::write(&path, sealed).map_err(io(format!("writing {}", path.display())))
-}
-
 /// Starts a lab and waits until it is ready; `on_step` hears each start-up step.
 pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, LaunchError> {
     let candidate = req.certification.as_ref().map(|c| c.candidate.as_str());
-    let (dir, state) = reserve(req.plan, req.source, candidate)?;
+    let (dir, state) = reserve(req, candidate)?;
     let id = state.id.clone();
     let cleanup = |dir: &LabDir| {
         let _ = sweep::remove(&dir.id);
     };
-    if let Err(e) = write_exercise(&dir, &state, req) {
+    if let Err(e) = (req.prepare)(&dir, &state) {
         cleanup(&dir);
-        return Err(e);
+        return Err(LaunchError::Io {
+            what: "writing the exercise".into(),
+            source: std::io::Error::other(e),
+        });
     }
     let mut plan = req.plan.clone();
     if req.certification.is_some() {
@@ -191,6 +158,7 @@ pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, 
     let spec = Spec {
         id: id.clone(),
         slot: state.slot,
+        backend: req.backend,
         plan,
         binaries: req.binaries.to_path_buf(),
         certification: req.certification.is_some(),

@@ -8,57 +8,11 @@ mod sweep;
 
 use std::path::{Path, PathBuf};
 
-use rand::RngExt;
-
+pub use crate::ids::{LabId, PREFIX, state_root};
 pub use launch::{Certification, LaunchError, Launched, Request, launch};
 pub use state::{FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
 pub use supervisor::tail;
 pub use sweep::{DownReport, down, down_all};
-
-/// Every kernel object and file of a lab carries this prefix followed by the lab id, so
-/// `down --all` finds them even when the state directory is gone.
-pub const PREFIX: &str = "sbx";
-
-/// Five lower-case letters and digits, e.g. `k3f9q`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct LabId(String);
-
-impl LabId {
-    pub fn random() -> LabId {
-        const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-        let mut rng = rand::rng();
-        let s: String = (0..5)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect();
-        LabId(s)
-    }
-
-    pub fn parse(s: &str) -> Option<LabId> {
-        (s.len() == 5
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        .then(|| LabId(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for LabId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Where labs keep their files. `/run` goes away at reboot, as the namespaces do.
-pub fn state_root() -> PathBuf {
-    std::env::var_os("SANDBOX_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/sandbox"))
-}
 
 /// A lab's directory and the files in it.
 #[derive(Debug, Clone)]
@@ -71,7 +25,7 @@ impl LabDir {
     pub fn new(id: &LabId) -> LabDir {
         LabDir {
             id: id.clone(),
-            path: state_root().join("labs").join(id.as_str()),
+            path: crate::ids::lab_dir(id),
         }
     }
 
@@ -153,19 +107,4 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> 
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents)?;
     std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_short_and_parse_back() {
-        for _ in 0..100 {
-            let id = LabId::random();
-            assert_eq!(LabId::parse(id.as_str()), Some(id.clone()));
-        }
-        assert!(LabId::parse("ABCDE").is_none());
-        assert!(LabId::parse("abc").is_none());
-    }
 }

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::LabId;
-use crate::backend::AddressBook;
+use crate::backend::{BackendKind, Wire};
+use crate::sys::netns::NsPath;
+use crate::topology::AddressBook;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,7 +31,7 @@ pub struct State {
     /// The candidate, in certification mode.
     #[serde(default)]
     pub candidate: Option<String>,
-    pub backend: String,
+    pub backend: BackendKind,
     pub phase: Phase,
     pub step: String,
     pub error: Option<String>,
@@ -39,6 +41,9 @@ pub struct State {
     pub supervisor_pid: Option<u32>,
     pub slot: u8,
     pub book: Option<AddressBook>,
+    /// Where the lab's traffic can be watched as a whole; known once the network is up.
+    #[serde(default)]
+    pub wire: Option<Wire>,
     pub instances: Vec<InstanceState>,
     pub faults: Vec<FaultState>,
     /// `loadgen → gateway:8080/ at 200 req/s` style description.
@@ -56,6 +61,12 @@ pub struct InstanceState {
     pub ip: String,
     pub ports: Vec<u16>,
     pub pid: Option<u32>,
+    /// The instance's network namespace and its inode, published by the backend so probes
+    /// and `shell` never recompute them.
+    #[serde(default)]
+    pub netns: Option<NsPath>,
+    #[serde(default)]
+    pub netns_inode: Option<u64>,
     pub restarts: u32,
     /// `starting`, `running`, `exited (status 2)`, `stopped`.
     pub status: String,

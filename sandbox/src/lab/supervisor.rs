@@ -6,19 +6,16 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use super::state::now_ms;
 use super::{FaultState, FaultStatus, InstanceState, LabDir, LabId, Phase, State};
-use crate::backend::Backend;
-use crate::backend::netns::NetnsBackend;
+use crate::backend::{self, BackendKind, LabSpec, Network};
 use crate::fault::{Active, Injector};
 use crate::http;
 use crate::names::NameServer;
@@ -31,6 +28,7 @@ use crate::scenario::{ADMIN_PORT, LOADGEN, NameService, Program};
 pub struct Spec {
     pub id: LabId,
     pub slot: u8,
+    pub backend: BackendKind,
     pub plan: Plan,
     /// Directory with the compiled Go programs.
     pub binaries: PathBuf,
@@ -76,30 +74,32 @@ pub fn main(id: &LabId) -> i32 {
         .map(|i| (i.name.clone(), i.service.clone()))
         .collect();
     instances.push((LOADGEN.to_string(), LOADGEN.to_string()));
-    let mut backend = match NetnsBackend::new(&spec.id, spec.slot, &instances) {
-        Ok(b) => b.with_names(spec.plan.names),
-        Err(e) => return shared.fail(format!("{e}")),
+    let lab = LabSpec {
+        id: spec.id.clone(),
+        subnet: crate::topology::Subnet::of_slot(spec.slot),
+        instances,
+        names: spec.plan.names,
+        binaries: spec.binaries.clone(),
+        dir: dir.path.clone(),
     };
     shared.step("creating the network");
-    if let Err(e) = backend.create() {
-        return shared.fail(format!("creating the network: {e}"));
-    }
+    let backend = match backend::create(spec.backend, &lab) {
+        Ok(b) => Arc::new(b),
+        Err(e) => return shared.fail(format!("creating the network: {e}")),
+    };
     if let Err(e) = backend.join() {
-        let _ = backend.destroy();
         return shared.fail(format!("{e}"));
     }
     let names = match spec.plan.names {
         NameService::Dns => match NameServer::start(backend.book().control, backend.book()) {
             Ok(server) => Some(server),
-            Err(e) => {
-                let _ = backend.destroy();
-                return shared.fail(format!("starting the lab's name server: {e}"));
-            }
+            Err(e) => return shared.fail(format!("starting the lab's name server: {e}")),
         },
         NameService::Hosts => None,
     };
     shared.update(|s| {
         s.book = Some(backend.book().clone());
+        s.wire = Some(backend.wire());
         s.instances = spec
             .plan
             .instances
@@ -115,6 +115,8 @@ pub fn main(id: &LabId) -> i32 {
                     .unwrap_or_default(),
                 ports: vec![i.port, ADMIN_PORT],
                 pid: None,
+                netns: None,
+                netns_inode: None,
                 restarts: 0,
                 status: "starting".into(),
             })
@@ -129,6 +131,8 @@ pub fn main(id: &LabId) -> i32 {
                     .unwrap_or_default(),
                 ports: vec![],
                 pid: None,
+                netns: None,
+                netns_inode: None,
                 restarts: 0,
                 status: "waiting".into(),
             }))
@@ -140,15 +144,12 @@ pub fn main(id: &LabId) -> i32 {
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            let _ = backend.destroy();
-            return shared.fail(format!("starting the runtime: {e}"));
-        }
+        Err(e) => return shared.fail(format!("starting the runtime: {e}")),
     };
     let code = runtime.block_on(async {
         let mut lab = Lab {
             spec: &spec,
-            backend: &mut backend,
+            backend: Some(backend),
             names,
             shared: shared.clone(),
             children: BTreeMap::new(),
@@ -206,7 +207,8 @@ impl Shared {
 
 struct Lab<'a> {
     spec: &'a Spec,
-    backend: &'a mut NetnsBackend,
+    /// The lab's network; taken out (and removed) last, when the lab goes down.
+    backend: Option<Arc<Network>>,
     /// The lab's name server, stopped before the network goes.
     names: Option<NameServer>,
     shared: Shared,
@@ -220,7 +222,6 @@ impl Lab<'_> {
             signal(SignalKind::interrupt()),
             signal(SignalKind::hangup()),
         ) else {
-            let _ = self.backend.destroy();
             return self.shared.fail("installing signal handlers failed".into());
         };
         let _ = mask.thread_unblock();
@@ -232,11 +233,14 @@ impl Lab<'_> {
             _ = int.recv() => Err("stopped while starting".to_string()),
             _ = hup.recv() => Err("stopped while starting".to_string()),
         };
-        let injector = self.backend.injector();
-        let injector = Arc::new(match &self.names {
-            Some(server) => injector.with_names(server.rules()),
-            None => injector,
-        });
+        let injector = match self.injector() {
+            Ok(i) => Arc::new(i),
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                self.stop_children().await;
+                return self.shared.fail(e);
+            }
+        };
         let active: Arc<Mutex<BTreeMap<usize, Active>>> = Arc::default();
         match started {
             Ok(()) => {
@@ -288,7 +292,7 @@ impl Lab<'_> {
                 })
                 .await;
                 self.names = None;
-                let _ = self.backend.destroy();
+                let _ = self.take_down().await;
                 return self.shared.fail(e);
             }
         }
@@ -301,13 +305,45 @@ impl Lab<'_> {
         drop(injector);
         self.stop_children().await;
         self.names = None;
-        match self.backend.destroy() {
+        match self.take_down().await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("supervisor: removing the lab: {e}");
                 1
             }
         }
+    }
+
+    fn network(&self) -> Result<Arc<Network>, String> {
+        self.backend
+            .clone()
+            .ok_or_else(|| "the lab's network is gone".to_string())
+    }
+
+    fn injector(&self) -> Result<Injector, String> {
+        let net = self.network()?;
+        let sites = net
+            .sites()
+            .map_err(|e| format!("finding fault sites: {e}"))?;
+        let injector = Injector::new(sites, self.spec.id.as_str(), net.book().clone());
+        Ok(match &self.names {
+            Some(server) => injector.with_names(server.rules()),
+            None => injector,
+        })
+    }
+
+    /// Removes the network and everything in it (off the async threads: it blocks).
+    async fn take_down(&mut self) -> Result<(), String> {
+        let Some(net) = self.backend.take() else {
+            return Ok(());
+        };
+        let removed = tokio::task::spawn_blocking(move || match Arc::try_unwrap(net) {
+            Ok(n) => n.remove().map_err(|e| e.to_string()),
+            // A task still holds it; the last one to let go removes it.
+            Err(_) => Ok(()),
+        })
+        .await;
+        removed.unwrap_or_else(|e| Err(e.to_string()))
     }
 
     async fn start(&mut self, stop: watch::Receiver<bool>) -> Result<(), String> {
@@ -378,55 +414,49 @@ impl Lab<'_> {
         env: BTreeMap<String, String>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let binary = self.spec.binaries.join(program);
-        let base = self
-            .backend
-            .command(name, &binary)
-            .map_err(|e| e.to_string())?;
-        let log = self.shared.dir.log_of(name);
+        let net = self.network()?;
+        let run = backend::Run {
+            instance: name.to_string(),
+            program: program.to_string(),
+            args: argv,
+            env,
+            log: self.shared.dir.log_of(name),
+        };
         let shared = self.shared.clone();
         let name = name.to_string();
-        let spawn = move || -> Result<Child, String> {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .map_err(|e| format!("opening {}: {e}", log.display()))?;
-            let err = file.try_clone().map_err(|e| e.to_string())?;
-            let mut c = std::process::Command::new(base.get_program());
-            c.args(base.get_args())
-                .args(&argv)
-                .envs(&env)
-                .stdin(Stdio::null())
-                .stdout(file)
-                .stderr(err);
-            tokio::process::Command::from(c)
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", binary.display()))
-        };
-        let mut child = spawn()?;
-        let pid = child.id();
-        let n = name.clone();
-        shared.update(|s| {
-            set_instance(s, &n, |i| {
-                i.pid = pid;
-                i.status = "running".into();
-            })
-        });
+        let run_name = name.clone();
         let task = tokio::spawn(async move {
             let mut restarts = 0u32;
             loop {
-                let status = tokio::select! {
-                    st = child.wait() => st.ok(),
+                let (n, r) = (net.clone(), run.clone());
+                let started = tokio::task::spawn_blocking(move || n.start(&r)).await;
+                let started = match started {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return mark(&shared, &name, format!("cannot start: {e}")),
+                    Err(e) => return mark(&shared, &name, format!("cannot start: {e}")),
+                };
+                let handle = started.handle.clone();
+                shared.update(|s| {
+                    set_instance(s, &name, |i| {
+                        i.pid = Some(handle.pid);
+                        i.netns = Some(handle.netns.clone());
+                        i.netns_inode = Some(handle.netns_inode);
+                        i.restarts = restarts;
+                        i.status = "running".into();
+                    })
+                });
+                let exit = started.exit;
+                let mut waiting = tokio::task::spawn_blocking(move || exit.wait());
+                let what = tokio::select! {
+                    st = &mut waiting => st.unwrap_or_else(|e| format!("unknown status ({e})")),
                     _ = stop.changed() => {
-                        stop_child(&mut child).await;
+                        let (n, who, h) = (net.clone(), name.clone(), handle.clone());
+                        let _ = tokio::task::spawn_blocking(move || n.stop(&who, &h)).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(2), waiting).await;
                         shared.update(|s| set_instance(s, &name, |i| { i.status = "stopped".into(); i.pid = None; }));
                         return;
                     }
                 };
-                let what = status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "unknown status".into());
                 shared.update(|s| {
                     set_instance(s, &name, |i| {
                         i.status = format!("exited ({what}); restarting");
@@ -439,28 +469,9 @@ impl Lab<'_> {
                     _ = stop.changed() => return,
                 }
                 restarts += 1;
-                match spawn() {
-                    Ok(c) => {
-                        child = c;
-                        let pid = child.id();
-                        shared.update(|s| {
-                            set_instance(s, &name, |i| {
-                                i.pid = pid;
-                                i.restarts = restarts;
-                                i.status = "running".into();
-                            })
-                        });
-                    }
-                    Err(e) => {
-                        shared.update(|s| {
-                            set_instance(s, &name, |i| i.status = format!("cannot restart: {e}"))
-                        });
-                        return;
-                    }
-                }
             }
         });
-        self.children.insert(n, task);
+        self.children.insert(run_name, task);
         Ok(())
     }
 
@@ -472,7 +483,7 @@ impl Lab<'_> {
 
     /// Waits until every service answers on its data port and its control plane.
     async fn wait_healthy(&self) -> Result<(), String> {
-        let book = self.backend.book().clone();
+        let book = self.network()?.book().clone();
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         let mut pending: Vec<&Instance> = self.spec.plan.instances.iter().collect();
         let total = pending.len();
@@ -546,21 +557,8 @@ fn set_instance(s: &mut State, name: &str, f: impl FnOnce(&mut InstanceState)) {
     }
 }
 
-/// SIGTERM, and SIGKILL if the process has not exited shortly after. The services' graceful
-/// shutdown would wait for requests stuck behind a fault; a lab going down need not.
-async fn stop_child(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(Duration::from_millis(250), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
+fn mark(shared: &Shared, name: &str, status: String) {
+    shared.update(|s| set_instance(s, name, |i| i.status = status));
 }
 
 fn service_args(inst: &Instance) -> Vec<String> {

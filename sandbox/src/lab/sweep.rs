@@ -1,7 +1,8 @@
-//! Taking labs down: ask the supervisor to undo its lab, then remove whatever still carries the
-//! lab's name (namespaces, processes in them, name files, the state directory) and check that
-//! nothing is left. `down --all` works from names alone, so it also cleans up after a
-//! supervisor that was killed or a state directory that was deleted.
+//! Taking labs down: ask the supervisor to undo its lab, then have every backend present
+//! remove whatever still carries the lab's name or label (namespaces and the processes in
+//! them, name files, containers, networks, image tags), remove the state directory, and check
+//! that nothing is left. `down --all` works from names and labels alone, so it also cleans up
+//! after a supervisor that was killed or a state directory that was deleted.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::{LabDir, LabId};
-use crate::backend::netns;
+use crate::backend;
 
 #[derive(Debug)]
 pub struct DownReport {
@@ -86,20 +87,18 @@ fn stop_supervisor(id: &LabId, grace: Duration) {
 pub fn remove(id: &LabId) -> DownReport {
     let started = Instant::now();
     let mut leftovers = Vec::new();
-    if let Err(e) = netns::remove_lab(id) {
-        leftovers.push(format!("removing namespaces: {e}"));
-    }
+    leftovers.extend(
+        backend::sweep(id)
+            .into_iter()
+            .map(|e| format!("removing: {e}")),
+    );
     let dir = LabDir::new(id);
     if dir.path.exists()
         && let Err(e) = std::fs::remove_dir_all(&dir.path)
     {
         leftovers.push(format!("{}: {e}", dir.path.display()));
     }
-    leftovers.extend(
-        netns::namespaces_of(id)
-            .into_iter()
-            .map(|n| format!("network namespace {n}")),
-    );
+    leftovers.extend(backend::leftovers(id));
     leftovers.extend(
         supervisors_of(id)
             .into_iter()
@@ -125,7 +124,7 @@ pub fn down(id: &LabId) -> DownReport {
 /// whose supervisor still runs.
 pub fn down_all() -> Vec<DownReport> {
     let mut ids: Vec<LabId> = super::list().into_iter().map(|s| s.id).collect();
-    ids.extend(netns::lab_ids_present());
+    ids.extend(backend::labs_present());
     ids.extend(supervised_ids());
     if let Ok(dir) = std::fs::read_dir(super::state_root().join("labs")) {
         ids.extend(dir.filter_map(|e| LabId::parse(e.ok()?.file_name().to_str()?)));

@@ -20,19 +20,29 @@ use serde_json::json;
 
 use super::hist::Log2Hist;
 use super::{Probe, ProbeError, Report, Scope};
-use crate::backend::netns::{bridge, lab_ns};
 use crate::ebpf::{Object, objects};
 use crate::names::{Rcode, decode};
 use crate::report::grid;
+use crate::sys::netns::NsPath;
 
 /// Go's and glibc's resolvers give up after a second here (`timeout:1` in the lab's
 /// resolv.conf); a query still unanswered after twice that never will be.
 const GIVE_UP: Duration = Duration::from_secs(2);
 
 pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
-    let ns = lab_ns(&scope.state.id);
-    let dev = bridge(&scope.state.id);
-    let (socket, ifindex) = open_in(&ns, &dev)?;
+    let wire = scope.state.wire.clone().ok_or_else(|| {
+        ProbeError::Target(format!(
+            "lab {} has not published its network yet; is it up (sandbox status)?",
+            scope.state.id
+        ))
+    })?;
+    let dev = wire.device.clone();
+    let ns = wire
+        .netns
+        .as_ref()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "the host's namespace".into());
+    let (socket, ifindex) = open_in(wire.netns.as_ref(), &dev)?;
     let mut object = Object::load(&objects::DNS, &[])?;
     object.attach_socket_filter("dns_only", socket.as_fd())?;
     let io = |what: &str| {
@@ -55,31 +65,28 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
     }))
 }
 
-/// A packet socket that receives nothing yet (protocol 0), created inside the lab's bridge
-/// namespace, and the bridge's interface index there. The filter goes on before `bind_to`
-/// lets packets in.
-fn open_in(ns: &str, dev: &str) -> Result<(OwnedFd, u32), ProbeError> {
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<(OwnedFd, u32), ProbeError> {
-            let io = |what: String| move |source| ProbeError::Io { what, source };
-            crate::sys::netns::enter(ns).map_err(io(format!("entering {ns}")))?;
-            let fd = socket(
-                AddressFamily::Packet,
-                SockType::Raw,
-                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .map_err(|e| io("opening a packet socket".into())(e.into()))?;
-            let index = nix::net::if_::if_nametoindex(dev).map_err(|_| {
-                ProbeError::Target(format!(
-                    "the lab's bridge {dev} is missing in {ns}; is the lab up (sandbox status)?"
-                ))
-            })?;
-            Ok((fd, index))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(ProbeError::Target("socket thread panicked".into())))
-    })
+/// A packet socket that receives nothing yet (protocol 0), created in the namespace holding
+/// the lab's bridge (`None`: this one), and the bridge's interface index there. The filter
+/// goes on before `bind_to` lets packets in.
+fn open_in(ns: Option<&NsPath>, dev: &str) -> Result<(OwnedFd, u32), ProbeError> {
+    let open = || -> Result<(OwnedFd, u32), String> {
+        let fd = socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("opening a packet socket: {e}"))?;
+        let index = nix::net::if_::if_nametoindex(dev).map_err(|_| {
+            format!("the lab's bridge {dev} is missing; is the lab up (sandbox status)?")
+        })?;
+        Ok((fd, index))
+    };
+    match ns {
+        Some(ns) => ns.run(open),
+        None => open(),
+    }
+    .map_err(ProbeError::Target)
 }
 
 fn bind_to(socket: &OwnedFd, ifindex: u32) -> nix::Result<()> {

@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::MetadataExt;
 
 use super::ProbeError;
-use crate::backend::netns::{instance_ns, lab_ns};
 use crate::lab::{self, FindError, LabDir, State};
 
 /// One instance a probe looks at.
@@ -27,20 +25,12 @@ pub struct Scope {
     pub target: Option<String>,
     /// The instances targeted (every instance, and the load generator, without a target).
     pub members: Vec<Member>,
-    /// Inode of the lab's bridge namespace, where faults act on forwarded packets.
-    pub bridge_inode: u64,
+    /// Inode of the namespace that forwards the lab's packets, where the backend has one
+    /// (the netns backend's bridge namespace, where faults act on forwarded packets).
+    pub router_inode: Option<u64>,
     /// Every instance of the lab (not only the targeted ones), for naming peers and places.
     pub all: Vec<Member>,
     names: BTreeMap<Ipv4Addr, String>,
-}
-
-fn inode_of(ns: &str) -> Result<u64, ProbeError> {
-    std::fs::metadata(crate::sys::netns::path(ns))
-        .map(|m| m.ino())
-        .map_err(|source| ProbeError::Io {
-            what: format!("network namespace {ns}"),
-            source,
-        })
 }
 
 impl Scope {
@@ -82,7 +72,12 @@ impl Scope {
                     .ip
                     .parse()
                     .map_err(|_| ProbeError::Target(format!("{} has no address", i.name)))?,
-                netns_inode: inode_of(&instance_ns(&state.id, &i.name))?,
+                netns_inode: i.netns_inode.ok_or_else(|| {
+                    ProbeError::Target(format!(
+                        "{} has not started yet (no network namespace published)",
+                        i.name
+                    ))
+                })?,
                 pid: i.pid,
             })
         };
@@ -96,11 +91,11 @@ impl Scope {
             .map(member)
             .collect::<Result<Vec<_>, _>>()?;
         let names = all.iter().map(|m| (m.ip, m.name.clone())).collect();
-        let bridge_inode = inode_of(&lab_ns(&state.id))?;
+        let router_inode = state.wire.as_ref().and_then(|w| w.router_inode);
         Ok(Scope {
             target: target.map(str::to_string),
             members,
-            bridge_inode,
+            router_inode,
             all,
             names,
             state,
@@ -149,18 +144,22 @@ impl Scope {
         self.members.iter().map(|m| m.netns_inode).collect()
     }
 
-    /// Every network namespace of the lab: the instances' and the bridge's.
+    /// Every network namespace of the lab: the instances' and the router's.
     pub fn lab_inodes(&self) -> Vec<u64> {
-        self.all
+        let mut all: Vec<u64> = self
+            .all
             .iter()
             .map(|m| m.netns_inode)
-            .chain(std::iter::once(self.bridge_inode))
-            .collect()
+            .chain(self.router_inode)
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// Where a namespace inode belongs: an instance name, or the lab network (the bridge).
     pub fn place_of(&self, inode: u64) -> String {
-        if inode == self.bridge_inode {
+        if Some(inode) == self.router_inode {
             return "network".into();
         }
         self.all

@@ -103,7 +103,9 @@ impl View {
             .iter()
             .map(|m| (m.netns_inode as u32, m.name.clone()))
             .collect();
-        places.insert(scope.bridge_inode as u32, "network".into());
+        if let Some(router) = scope.router_inode {
+            places.insert(router as u32, "network".into());
+        }
         View {
             names,
             places,

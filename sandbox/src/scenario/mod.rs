@@ -4,6 +4,7 @@
 
 mod catalog;
 mod params;
+mod probes;
 mod schema;
 mod template;
 mod validate;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use catalog::{Bundled, bundled, find_bundled, services_source};
 pub use params::{ParamValue, Params, draw};
+pub use probes::ProbeKind;
 pub use schema::json_schema;
 pub use template::Renderer;
 pub use validate::Diagnostic;
@@ -139,13 +141,48 @@ impl fmt::Display for Difficulty {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+/// Where a lab runs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     /// Network namespaces on this machine (built in; needs root).
     Netns,
+    /// Docker containers on this machine, one internal network per lab.
     Docker,
-    Kind,
+    /// A Kubernetes cluster (a kind cluster here, or a shared one).
+    #[serde(alias = "kind")]
+    Kube,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Netns, BackendKind::Docker, BackendKind::Kube];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Netns => "netns",
+            BackendKind::Docker => "docker",
+            BackendKind::Kube => "kube",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("`{s}` is not a backend; one of: netns, docker, kube"))
+    }
 }
 
 /// How a parameter is drawn: one of a list, or a number in a range.

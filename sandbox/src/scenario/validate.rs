@@ -589,11 +589,11 @@ fn known_field(f: &str) -> bool {
 }
 
 fn probe_known(name: &str) -> bool {
-    crate::probe::ProbeKind::from_name(name).is_some()
+    super::ProbeKind::from_name(name).is_some()
 }
 
 fn probe_names() -> String {
-    crate::probe::ProbeKind::ALL.map(|k| k.name()).join(", ")
+    super::ProbeKind::ALL.map(|k| k.name()).join(", ")
 }
 
 /// Expected findings, hints, the symptom and the solution: what grading and `verify` rely on.

@@ -20,6 +20,40 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
+/// Tests on a backend skip (loudly) where it cannot run: without root, or, for Docker,
+/// without a daemon. In CI (`CI=true`) a missing daemon fails instead: CI starts one.
+pub fn backend_or_skip(test: &str, kind: sandbox::backend::BackendKind) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    if kind == sandbox::backend::BackendKind::Docker && !docker_answers() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{test} on docker: no Docker daemon answers, and CI starts one (scripts/dockerd.sh)"
+        );
+        eprintln!(
+            "SKIPPED {test} on docker: no Docker daemon answers (start one with `sudo scripts/dockerd.sh start`)"
+        );
+        return false;
+    }
+    true
+}
+
+pub fn docker_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The compiled Go programs (built once, cached by sandbox's own build cache).
+pub fn binaries() -> std::path::PathBuf {
+    let tc = sandbox::gobuild::find().expect("a Go toolchain");
+    sandbox::gobuild::build(&tc)
+        .expect("the Go services build")
+        .dir
+}
+
 /// Labs share two CPUs with everything else; timing measurements run one lab at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -96,8 +130,31 @@ impl Lab {
     /// [`Lab::start`] with extra environment for `sandbox run`, e.g. `SANDBOX_GO` to pick the
     /// Go toolchain the services are built with.
     pub fn start_env(scenario: &str, seed: u64, env: &[(&str, &str)]) -> Lab {
+        Lab::start_with(scenario, seed, env, sandbox::backend::BackendKind::Netns)
+    }
+
+    /// A scenario given as YAML text, on `backend`.
+    pub fn start_yaml_on(
+        name: &str,
+        yaml: &str,
+        seed: u64,
+        backend: sandbox::backend::BackendKind,
+    ) -> Lab {
+        let file = write_temp(&format!("{name}.yaml"), yaml);
+        let mut lab = Lab::start_with(file.as_str(), seed, &[], backend);
+        lab._scenario = Some(file);
+        lab
+    }
+
+    fn start_with(
+        scenario: &str,
+        seed: u64,
+        env: &[(&str, &str)],
+        backend: sandbox::backend::BackendKind,
+    ) -> Lab {
         let out = sandbox()
             .args(["run", scenario, "--detach", "--seed", &seed.to_string()])
+            .args(["--backend", backend.name()])
             .envs(env.iter().copied())
             .output()
             .unwrap();
@@ -217,17 +274,24 @@ impl Lab {
         }
     }
 
+    /// The instance's network namespace, as the lab publishes it.
+    pub fn instance_ns(&self, instance: &str) -> sandbox::sys::netns::NsPath {
+        let st = self.status();
+        let path = st["lab"]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == instance)
+            .and_then(|i| i["netns"].as_str())
+            .unwrap_or_else(|| panic!("{instance} publishes no namespace: {st}"))
+            .to_string();
+        serde_json::from_value(serde_json::Value::String(path)).unwrap()
+    }
+
     /// Runs `f` on a thread inside the instance's network namespace.
     pub fn in_ns<T: Send>(&self, instance: &str, f: impl FnOnce() -> T + Send) -> T {
-        let ns = self.netns(instance);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                sandbox::sys::netns::enter(&ns).unwrap_or_else(|e| panic!("entering {ns}: {e}"));
-                f()
-            })
-            .join()
-            .unwrap()
-        })
+        let ns = self.instance_ns(instance);
+        ns.run(|| Ok(f())).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn down(mut self) -> Output {
@@ -306,6 +370,18 @@ pub fn root_ns_objects() -> Vec<String> {
         }
     }
     out
+}
+
+/// Ids of the labs with a state directory.
+pub fn lab_ids() -> Vec<String> {
+    std::fs::read_dir("/run/sandbox/labs")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Network namespaces on the machine, to compare before and after.
