@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh          what `sandbox run` needs: iproute2, nftables, iptables, ethtool, Go
 #   scripts/setup.sh --test   also what the test suite needs: clang-19/llvm-19/libbpf-dev (to check
-#                             the committed eBPF objects), bpftool, and a second, current Go
+#                             the committed eBPF objects), bpftool, a second, current Go, and
+#                             Docker (docker.io) for the Docker backend's tests
 set -euo pipefail
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -42,6 +43,8 @@ if [ $want_test = 1 ]; then
   [ -f /usr/include/bpf/bpf_helpers.h ] || { echo "setup: installing libbpf-dev (eBPF headers)"; pkgs+=(libbpf-dev); }
   need bpftool bpftool "tests check which eBPF programs are loaded"
   [ -f /usr/lib/go-1.19/bin/go ] || { echo "setup: installing golang-go (Go 1.19, the oldest Go the services support)"; pkgs+=(golang-go); }
+  need dockerd docker.io "the Docker backend's tests"
+  need nsenter util-linux "shells in container namespaces"
 fi
 
 if [ ${#pkgs[@]} -gt 0 ]; then

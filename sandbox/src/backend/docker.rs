@@ -260,29 +260,31 @@ impl DockerBackend {
     }
 }
 
-/// A FROM-scratch image holding every Go program, tagged with a hash of their contents (the
-/// cache: a second lab finds it and builds nothing) and with the lab's own tag.
+/// A FROM-scratch image holding every Go program, tagged with the key of the build that made
+/// them (a hash of the services' sources and the Go version, which names the binaries'
+/// directory): a second lab finds it and builds nothing. The lab gets a tag of its own.
 async fn ensure_image(
     docker: &Docker,
     binaries: &Path,
     id: &LabId,
 ) -> Result<String, BackendError> {
-    let mut programs: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut hash = Sha256::new();
-    for name in crate::gobuild::PROGRAMS {
-        let path = binaries.join(name);
-        let bytes = std::fs::read(&path).map_err(|source| BackendError::Io {
-            what: format!("reading {}", path.display()),
-            source,
-        })?;
-        hash.update(name.as_bytes());
-        hash.update(&bytes);
-        programs.push((name.to_string(), bytes));
-    }
-    let digest = hash.finalize();
+    let key = binaries
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let digest = Sha256::digest(key.as_bytes());
     let content: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let cached = format!("{REPO}:{content}");
     if docker.inspect_image(&cached).await.is_err() {
+        let mut programs: Vec<(String, Vec<u8>)> = Vec::new();
+        for name in crate::gobuild::PROGRAMS {
+            let path = binaries.join(name);
+            let bytes = std::fs::read(&path).map_err(|source| BackendError::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            })?;
+            programs.push((name.to_string(), bytes));
+        }
         let tar = image_context(&programs).map_err(|source| BackendError::Io {
             what: "packing the image".into(),
             source,
@@ -628,34 +630,29 @@ fn label_filter(id: Option<&LabId>) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), want)])
 }
 
-/// Removes every container, network and image tag carrying lab `id`'s label: the services
-/// first, then the pods, then the network, then the lab's image tag (the content-hashed
-/// image stays, as a cache).
+/// Removes every container, network and image tag carrying lab `id`'s label: the containers
+/// at once, then the network, then the lab's image tag (the content-hashed image stays, as a
+/// cache).
 async fn remove_by_label(docker: &Docker, id: &LabId) -> Result<(), BackendError> {
     let list = ListContainersOptionsBuilder::default()
         .all(true)
         .filters(&label_filter(Some(id)))
         .build();
     let containers = docker.list_containers(Some(list)).await.map_err(err)?;
-    let (apps, pods): (Vec<_>, Vec<_>) = containers
-        .into_iter()
-        .filter_map(|c| Some((c.id?, c.names.unwrap_or_default().join(","))))
-        .partition(|(_, names)| names.ends_with("-app"));
     let remove = |cid: String| async move {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         match docker.remove_container(&cid, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
             Err(e) => Err(err(e)),
         }
     };
-    for batch in [apps, pods] {
-        let done =
-            futures_util::future::join_all(batch.into_iter().map(|(cid, _)| remove(cid))).await;
-        done.into_iter().collect::<Result<Vec<()>, _>>()?;
-    }
+    let removed =
+        futures_util::future::join_all(containers.into_iter().filter_map(|c| c.id).map(remove))
+            .await;
+    removed.into_iter().collect::<Result<Vec<()>, _>>()?;
     let nets = ListNetworksOptionsBuilder::default()
         .filters(&label_filter(Some(id)))
         .build();
