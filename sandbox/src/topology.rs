@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-/// A lab's block of addresses. 10.64.0.0/11 is cut into 256 blocks of /21, one per lab slot,
-/// so labs side by side never share an address and one lab holds up to
-/// [`Subnet::MAX_INSTANCES`] instances. `.1` is the control address (the supervisor's, and the
-/// lab's name server); instances are numbered from `.10`.
+/// A lab's block of addresses. 10.64.0.0/13 is cut into 256 blocks of /21, one per lab slot,
+/// so labs side by side never share an address. One lab holds up to [`Subnet::MAX_INSTANCES`]
+/// instances: every backend joins a lab's instances on one Linux bridge, which has at most
+/// 1,024 ports. `.1` is the control address (the supervisor's, and the lab's name server);
+/// instances are numbered from `.10`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subnet {
     pub base: Ipv4Addr,
@@ -17,7 +18,7 @@ pub struct Subnet {
 impl Subnet {
     const BLOCK_BITS: u32 = 11;
     const FIRST_HOST: u32 = 10;
-    pub const MAX_INSTANCES: usize = 2000;
+    pub const MAX_INSTANCES: usize = 1020;
 
     pub fn of_slot(slot: u8) -> Subnet {
         let base = u32::from(Ipv4Addr::new(10, 64, 0, 0)) + (u32::from(slot) << Self::BLOCK_BITS);
@@ -140,14 +141,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_get_blocks_of_their_own_big_enough_for_two_thousand_instances() {
+    fn slots_get_blocks_of_their_own_big_enough_for_a_thousand_instances() {
         assert_eq!(Subnet::of_slot(0).cidr(), "10.64.0.0/21");
         assert_eq!(Subnet::of_slot(1).cidr(), "10.64.8.0/21");
-        assert_eq!(Subnet::of_slot(255).cidr(), "10.95.248.0/21");
+        assert_eq!(Subnet::of_slot(255).cidr(), "10.71.248.0/21");
         let s = Subnet::of_slot(3);
         assert_eq!(s.control(), Ipv4Addr::new(10, 64, 24, 1));
         assert_eq!(s.host(0), Some(Ipv4Addr::new(10, 64, 24, 10)));
-        assert_eq!(s.host(999), Some(Ipv4Addr::new(10, 64, 28, 1)));
+        assert_eq!(s.host(999), Some(Ipv4Addr::new(10, 64, 27, 241)));
         let last = s.host(Subnet::MAX_INSTANCES - 1).expect("last host");
         assert!(u32::from(last) < u32::from(Subnet::of_slot(4).base) - 1);
         assert_eq!(s.host(Subnet::MAX_INSTANCES), None);

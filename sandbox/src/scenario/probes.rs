@@ -1,5 +1,5 @@
 //! The names of the bundled probes: scenarios refer to them (hints, evidence checks), and
-//! [`crate::probe`] implements them.
+//! the probe module implements them.
 
 use serde::Serialize;
 

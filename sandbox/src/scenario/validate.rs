@@ -48,7 +48,9 @@ impl fmt::Display for Diagnostic {
 }
 
 pub(crate) const RESERVED_NAMES: [&str; 2] = [super::LOADGEN, "lab"];
-pub(crate) const MAX_REPLICAS: u32 = 8;
+/// Replicas of one service; a lab as a whole holds at most
+/// [`crate::topology::Subnet::MAX_INSTANCES`] instances, the load generator included.
+pub(crate) const MAX_REPLICAS: u32 = 1000;
 
 /// `^[a-z][a-z0-9-]*$` within `max` characters, not ending in a dash.
 pub(crate) fn is_name(s: &str, max: usize) -> bool {
@@ -185,6 +187,17 @@ fn check_services(c: &mut Checker, s: &Scenario) {
             Pos::default(),
             "topology.services",
             "expected at least one service",
+        );
+    }
+    let total: u64 = services.iter().map(|s| u64::from(*s.replicas)).sum();
+    let room = crate::topology::Subnet::MAX_INSTANCES as u64 - 1;
+    if total > room
+        && let Some(last) = services.last()
+    {
+        c.err(
+            last.replicas.pos,
+            format!("topology.services[{}].replicas", services.len() - 1),
+            format!("the services have {total} replicas in all; a lab holds at most {room} besides the load generator"),
         );
     }
     let mut seen = BTreeSet::new();
