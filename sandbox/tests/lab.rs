@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sandbox::backend::BackendKind;
 
 /// A lab with one fault of every kernel technique, active at once.
 const EVERY_TECHNIQUE: &str = r#"
@@ -185,14 +186,23 @@ fn down_all_cleans_up_after_the_supervisor_is_killed() {
 
 #[test]
 fn two_labs_of_one_scenario_do_not_see_each_other() {
-    if !root_or_skip("two_labs_of_one_scenario_do_not_see_each_other") {
+    two_labs_side_by_side(BackendKind::Netns);
+}
+
+#[test]
+fn two_docker_labs_of_one_scenario_do_not_see_each_other() {
+    two_labs_side_by_side(BackendKind::Docker);
+}
+
+fn two_labs_side_by_side(kind: BackendKind) {
+    if !backend_or_skip("two_labs_of_one_scenario_do_not_see_each_other", kind) {
         return;
     }
     let _g = serial();
     let broken = r#"
 apiVersion: sandbox/v1
 kind: Scenario
-metadata: {id: twins, title: t, summary: s, difficulty: beginner}
+metadata: {id: twins, title: t, summary: s, difficulty: beginner, backends: [netns, docker]}
 params:
   cut: {one_of: [true, false]}
 topology:
@@ -220,8 +230,8 @@ briefing: {title: t, body: b}
     };
     let cut_seed = (0..64).find(|s| cuts(*s)).unwrap();
     let fine_seed = (0..64).find(|s| !cuts(*s)).unwrap();
-    let a = Lab::start(path.to_str().unwrap(), cut_seed);
-    let b = Lab::start(path.to_str().unwrap(), fine_seed);
+    let a = Lab::start_on(path.to_str().unwrap(), cut_seed, kind);
+    let b = Lab::start_on(path.to_str().unwrap(), fine_seed, kind);
     assert_ne!(a.id, b.id);
     let (ipa, ipb) = (a.ip("db-0"), b.ip("db-0"));
     assert_ne!(

@@ -133,6 +133,11 @@ impl Lab {
         Lab::start_with(scenario, seed, env, sandbox::backend::BackendKind::Netns)
     }
 
+    /// A scenario (file or bundled id) on `backend`.
+    pub fn start_on(scenario: &str, seed: u64, backend: sandbox::backend::BackendKind) -> Lab {
+        Lab::start_with(scenario, seed, &[], backend)
+    }
+
     /// A scenario given as YAML text, on `backend`.
     pub fn start_yaml_on(
         name: &str,
@@ -322,6 +327,38 @@ pub fn leftovers(id: &str) -> Vec<String> {
                 }
             }
         }
+    }
+    if let Ok(o) = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=io.sandbox.lab={id}"),
+        ])
+        .args(["--format", "{{.Names}}"])
+        .output()
+    {
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| format!("container {l}")),
+        );
+    }
+    if let Ok(o) = Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "--filter",
+            &format!("label=io.sandbox.lab={id}"),
+        ])
+        .args(["--format", "{{.Name}}"])
+        .output()
+    {
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| format!("docker network {l}")),
+        );
     }
     if Path::new(&format!("/run/sandbox/labs/{id}")).exists() {
         out.push(format!("state dir of {id}"));
