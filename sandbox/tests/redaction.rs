@@ -293,6 +293,31 @@ fn check(id: &str, text_of_scenario: &str, seed: u64) -> Vec<String> {
         assert_eq!(f["status"], revealed["lab"]["faults"][i]["status"]);
     }
 
+    // The supervisor's thread names, which every user can list (`ps -L`): none says what a
+    // fault does.
+    let pid = revealed["lab"]["supervisor_pid"].as_u64().unwrap();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = run(
+            {
+                let mut c = as_nobody("cat");
+                c.arg(task.path().join("comm"));
+                c
+            },
+            "reading a thread name",
+        );
+        for f in &plan.faults {
+            let kind = f.kind.to_string();
+            for part in kind.split('-').filter(|p| p.len() >= 3) {
+                if comm.contains(part) {
+                    leaks.push(format!("supervisor thread `{}`: `{part}`", comm.trim()));
+                }
+            }
+        }
+    }
+
     // Every file of the lab directory, as a user without privileges reads it.
     let dir = std::path::Path::new("/run/sandbox/labs").join(lab_id);
     let mut files = Vec::new();

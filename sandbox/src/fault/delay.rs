@@ -20,7 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rand::RngExt;
 
 use super::selector::Selector;
-use super::{FaultError, Place};
+use super::{FaultError, NEUTRAL_THREAD_NAME, Place};
 use crate::sys::cmd;
 
 /// Packets the kernel may hold for one queue; beyond it they pass undelayed (fail-open).
@@ -67,7 +67,7 @@ impl DelayEngine {
         let netns = place.netns().to_string();
         let counts = released.clone();
         let thread = std::thread::Builder::new()
-            .name("delay-engine".into())
+            .name(NEUTRAL_THREAD_NAME.into())
             .spawn(move || {
                 let setup = || -> Result<(nfq::Queue, RawFd), String> {
                     crate::sys::netns::enter(&netns)
