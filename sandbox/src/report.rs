@@ -282,7 +282,7 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
         let rows = state.faults.iter().map(|f| {
             let d = f.detail.as_ref();
             FaultRow {
-                id: d.map_or_else(|| format!("#{}", f.number), |d| d.id.clone()),
+                id: f.name(),
                 what: d.map_or_else(
                     || "(hidden: finding it is the exercise)".into(),
                     |d| d.description.clone(),

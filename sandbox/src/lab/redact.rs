@@ -56,6 +56,22 @@ pub enum RevealError {
     },
 }
 
+/// How a fault is named where a learner may read it: its number, `#1`. Also for logs a
+/// learner reads (`sandbox logs supervisor`).
+pub fn learner_name(number: usize) -> String {
+    format!("#{number}")
+}
+
+impl super::FaultState {
+    /// The fault's name for whoever reads this state: its id if the details are there, else
+    /// its number.
+    pub fn name(&self) -> String {
+        self.detail
+            .as_ref()
+            .map_or_else(|| learner_name(self.number), |d| d.id.clone())
+    }
+}
+
 impl State {
     /// This state as `view` may see it.
     pub fn seen_by(mut self, view: View) -> State {

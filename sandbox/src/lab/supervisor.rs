@@ -725,7 +725,10 @@ fn remove_all(active: &Mutex<BTreeMap<usize, Active>>, shared: &Shared) {
     };
     for (i, a) in taken {
         if let Err(e) = a.remove() {
-            eprintln!("supervisor: removing fault #{} failed", i + 1);
+            eprintln!(
+                "supervisor: removing fault {} failed",
+                super::redact::learner_name(i + 1)
+            );
             shared.update(|s| {
                 if let Some(f) = s.faults.get_mut(i) {
                     f.status = FaultStatus::Failed;
