@@ -1,9 +1,11 @@
 //! A lab as an exercise: the hints a learner can ask for (and has asked for), the findings they
 //! hand in, the evidence their probe runs left, and what that is graded against.
 //!
-//! Files in the lab directory: `exercise.json` (hints, and in practice mode what is graded),
-//! `hints.jsonl` (hints shown), `evidence.jsonl` (the probes' journal) and, in certification
-//! mode, `sealed.age` (what was drawn, readable only with the instructor's key).
+//! Files in the lab directory: `private/exercise.json` (every hint, and in practice mode what is
+//! graded; readable by root only, so that a learner's user cannot read hints not yet paid for
+//! or the answers), `private/grade.json` (the last grade), `hints.jsonl` (which hints were
+//! shown and their cost, no text), `evidence.jsonl` (the probes' journal) and, in
+//! certification mode, `sealed.age` (what was drawn, readable only with the instructor's key).
 
 use std::path::{Path, PathBuf};
 
@@ -68,19 +70,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExerciseError + '_ {
     }
 }
 
+const EXERCISE: &str = "exercise.json";
+
 pub fn write(dir: &LabDir, ex: &LabExercise) -> Result<(), ExerciseError> {
-    let path = file(dir, "exercise.json");
+    let path = dir.private_file(EXERCISE);
     let json = serde_json::to_vec_pretty(ex).map_err(|e| ExerciseError::Io {
         path: path.display().to_string(),
         source: e.into(),
     })?;
-    crate::lab::write_atomic(&path, &json).map_err(io(&path))
+    dir.write_private(EXERCISE, &json).map_err(io(&path))
 }
 
+/// The whole exercise, for the hint and grading logic only: it holds every hint and the
+/// answers. Needs root.
 pub fn read(dir: &LabDir) -> Result<LabExercise, ExerciseError> {
-    let path = file(dir, "exercise.json");
-    let text =
-        std::fs::read_to_string(&path).map_err(|_| ExerciseError::Missing(dir.id.to_string()))?;
+    let path = dir.private_file(EXERCISE);
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ExerciseError::Missing(dir.id.to_string()),
+        _ => ExerciseError::Io {
+            path: path.display().to_string(),
+            source: e,
+        },
+    })?;
     serde_json::from_str(&text).map_err(|e| ExerciseError::Io {
         path: path.display().to_string(),
         source: e.into(),
@@ -92,6 +103,16 @@ struct Shown {
     index: usize,
     cost: u32,
     ts_ms: u64,
+}
+
+/// Keeps the grade of a practice lab where only root reads it: it names the expected causes.
+pub fn write_grade(dir: &LabDir, grade: &grader::score::Grade) -> Result<(), ExerciseError> {
+    let path = dir.private_file("grade.json");
+    let json = serde_json::to_vec_pretty(grade).map_err(|e| ExerciseError::Io {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    dir.write_private("grade.json", &json).map_err(io(&path))
 }
 
 /// Hints shown so far, in order.

@@ -7,7 +7,7 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::doctor::{Check, Status};
-use crate::lab::{FaultStatus, State};
+use crate::lab::{FaultDetail, FaultStatus, State};
 use crate::scenario::{Bundled, Diagnostic, Scenario};
 use crate::symptoms::{self, Second, Window};
 
@@ -236,8 +236,9 @@ fn when(start: Option<u64>, end: Option<u64>, now: u64) -> String {
 }
 
 /// The whole `sandbox status` page for one lab. Faults show when they fire; what they are and
-/// where only with `reveal`, since finding that out is the learner's job.
-pub fn status(state: &State, sym: &Symptoms, now_ms: u64, reveal: bool) -> String {
+/// where only if `state` carries their details, i.e. was read for the instructor's view
+/// ([`crate::lab::View`]), since finding that out is the learner's job.
+pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
     let mut out = String::new();
     let up = state
         .ready_ms
@@ -278,26 +279,33 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64, reveal: bool) -> Strin
     let _ = writeln!(out, "{}", table(rows));
     if !state.faults.is_empty() {
         let _ = writeln!(out);
-        let rows = state.faults.iter().enumerate().map(|(i, f)| FaultRow {
-            id: if reveal {
-                f.id.clone()
-            } else {
-                format!("#{}", i + 1)
-            },
-            what: if reveal {
-                f.description.clone()
-            } else {
-                "(hidden: finding it is the exercise)".into()
-            },
-            when: when(f.start_ms, f.end_ms, now_ms),
-            status: match (&f.status, &f.error, f.packets) {
-                (FaultStatus::Failed, Some(e), _) if reveal => format!("failed: {e}"),
-                (FaultStatus::Active, _, Some(p)) if reveal => {
-                    let unit = if f.kind == "dns" { "lookup" } else { "packet" };
-                    format!("active ({})", count(p as usize, unit))
-                }
-                (s, _, _) => format!("{s:?}").to_lowercase(),
-            },
+        let rows = state.faults.iter().map(|f| {
+            let d = f.detail.as_ref();
+            FaultRow {
+                id: f.name(),
+                what: d.map_or_else(
+                    || "(hidden: finding it is the exercise)".into(),
+                    |d| d.description.clone(),
+                ),
+                when: when(f.start_ms, f.end_ms, now_ms),
+                status: match (f.status, d) {
+                    (FaultStatus::Failed, Some(FaultDetail { error: Some(e), .. })) => {
+                        format!("failed: {e}")
+                    }
+                    (
+                        FaultStatus::Active,
+                        Some(FaultDetail {
+                            packets: Some(p),
+                            kind,
+                            ..
+                        }),
+                    ) => {
+                        let unit = if kind == "dns" { "lookup" } else { "packet" };
+                        format!("active ({})", count(*p as usize, unit))
+                    }
+                    (s, _) => format!("{s:?}").to_lowercase(),
+                },
+            }
         });
         let _ = writeln!(out, "{}", table(rows));
     }
@@ -675,7 +683,7 @@ pub fn grade_csv(results: &[&crate::cert::SignedResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::{FaultState, InstanceState, LabId, Phase};
+    use crate::lab::{FaultState, InstanceState, LabId, Phase, View};
 
     fn state() -> State {
         State {
@@ -708,14 +716,17 @@ mod tests {
                 status: "running".into(),
             }],
             faults: vec![FaultState {
-                id: "lossy".into(),
-                kind: "loss".into(),
-                description: "12% packet loss on backend → store".into(),
+                number: 1,
                 start_ms: Some(40_000),
                 end_ms: None,
                 status: FaultStatus::Active,
-                error: None,
-                packets: Some(310),
+                detail: Some(FaultDetail {
+                    id: "lossy".into(),
+                    kind: "loss".into(),
+                    description: "12% packet loss on backend → store".into(),
+                    error: None,
+                    packets: Some(310),
+                }),
             }],
             workload: "loadgen → http://gateway:8080/ at 200 req/s, 32 in flight at most".into(),
             briefing_title: "t".into(),
@@ -756,10 +767,10 @@ mod tests {
             })
             .collect();
         let sym = symptoms_of(&s, &secs, 60_000);
-        insta::assert_snapshot!(status(&s, &sym, 60_000, true));
-        let hidden = status(&s, &sym, 60_000, false);
+        insta::assert_snapshot!(status(&s, &sym, 60_000));
+        let hidden = status(&s.seen_by(View::Learner), &sym, 60_000);
         assert!(
-            !hidden.contains("packet loss") && !hidden.contains("lossy"),
+            !hidden.contains("packet loss") && !hidden.contains("lossy") && !hidden.contains("310"),
             "{hidden}"
         );
         assert!(
@@ -771,10 +782,11 @@ mod tests {
     #[test]
     fn a_dns_fault_counts_lookups_not_packets() {
         let mut s = state();
-        s.faults[0].kind = "dns".into();
-        s.faults[0].packets = Some(1);
+        let d = s.faults[0].detail.as_mut().unwrap();
+        d.kind = "dns".into();
+        d.packets = Some(1);
         let sym = symptoms_of(&s, &[], 60_000);
-        let page = status(&s, &sym, 60_000, true);
+        let page = status(&s, &sym, 60_000);
         assert!(page.contains("active (1 lookup)"), "{page}");
     }
 

@@ -11,6 +11,9 @@ use crate::exercise::{self, ExerciseError};
 use crate::lab::{self, LabDir, now_ms};
 use crate::report;
 
+/// Why the hint and grading commands need root.
+const SECRET: &str = "hints not yet shown and the answers are readable by root only";
+
 fn failed(e: impl std::fmt::Display) -> AppError {
     AppError::Failed(e.to_string())
 }
@@ -26,6 +29,7 @@ fn invalid(e: ExerciseError) -> AppError {
 
 /// `sandbox hint`: the next hint that fits what the learner has done, with its cost.
 pub fn hint(lab_id: Option<&str>) -> Result<(), AppError> {
+    super::require_root_because("hint", SECRET)?;
     let state = lab::find(lab_id)?;
     let dir = LabDir::new(&state.id);
     match exercise::next_hint(&dir).map_err(invalid)? {
@@ -79,6 +83,7 @@ pub struct SubmitOptions {
 /// `sandbox submit`: grades a practice lab on the spot, or writes a certification bundle for
 /// the instructor.
 pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
+    super::require_root_because("submit", SECRET)?;
     let state = lab::find(o.lab.as_deref())?;
     let dir = LabDir::new(&state.id);
     let findings = exercise::read_findings(&o.file, &dir).map_err(invalid)?;
@@ -94,10 +99,7 @@ pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
         .map(|r| std::time::Duration::from_millis(now_ms().saturating_sub(r)));
     let sub = exercise::submission(&dir, findings, taken);
     let grade = grader::score::grade(&grading, &sub);
-    let _ = std::fs::write(
-        dir.path.join("grade.json"),
-        serde_json::to_vec_pretty(&grade).unwrap_or_default(),
-    );
+    exercise::write_grade(&dir, &grade).map_err(invalid)?;
     let title = format!("{} (lab {})", state.scenario_id, state.id);
     if o.json {
         println!(

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::doctor;
 use crate::gobuild::{self, GoError};
-use crate::lab::{self, FindError, LabDir, LabId, LaunchError, State};
+use crate::lab::{self, FindError, LabDir, LabId, LaunchError, State, View};
 use crate::plan::{self, Plan};
 use crate::report;
 use crate::scenario::{self, BackendKind, ScenarioError, Source};
@@ -76,11 +76,18 @@ impl AppError {
 }
 
 fn require_root(what: &str) -> Result<(), AppError> {
+    require_root_because(
+        what,
+        "labs are network namespaces, nftables rules and eBPF programs",
+    )
+}
+
+fn require_root_because(what: &str, why: &str) -> Result<(), AppError> {
     if crate::sys::is_root() {
         Ok(())
     } else {
         Err(AppError::Missing(format!(
-            "`sandbox {what}` needs root: labs are network namespaces, nftables rules and eBPF programs. \
+            "`sandbox {what}` needs root: {why}. \
              Run it as root (sudo sandbox {what} …); nothing was changed"
         )))
     }
@@ -357,9 +364,9 @@ fn watch_until_interrupt(id: &LabId, color: bool) -> Result<(), AppError> {
                     match LabDir::new(id).read_state() {
                         Some(state) => {
                             if std::io::stdout().is_terminal() {
-                                print!("\x1b[2J\x1b[H{}\n{}", briefing(&state), status_page(&state, false));
+                                print!("\x1b[2J\x1b[H{}\n{}", briefing(&state), status_page(&state));
                             } else {
-                                print!("{}", status_page(&state, false));
+                                print!("{}", status_page(&state));
                             }
                             let _ = std::io::stdout().flush();
                         }
@@ -375,11 +382,20 @@ fn watch_until_interrupt(id: &LabId, color: bool) -> Result<(), AppError> {
     down(Some(id.as_str()), false, color)
 }
 
-fn status_page(state: &State, reveal: bool) -> String {
+/// The status page of a state already read for its viewer ([`lab::redact::read`]).
+fn status_page(state: &State) -> String {
     let now = lab::now_ms();
     let secs = symptoms::read(&LabDir::new(&state.id).load_stats());
     let sym = report::symptoms_of(state, &secs, now);
-    report::status(state, &sym, now, reveal)
+    report::status(state, &sym, now)
+}
+
+/// A lab's state as `view` may see it; `None` once the lab is gone.
+fn state_for(id: &LabId, view: View) -> Result<Option<State>, AppError> {
+    lab::redact::read(&LabDir::new(id), view).map_err(|e| match e {
+        e @ lab::RevealError::NotRoot { .. } => AppError::Missing(e.to_string()),
+        e => AppError::Failed(e.to_string()),
+    })
 }
 
 fn briefing(state: &State) -> String {
@@ -410,7 +426,10 @@ pub fn status(id: Option<&str>, o: StatusOptions) -> Result<(), AppError> {
         println!("Several labs are running; `sandbox status <lab>` shows one.");
         return Ok(());
     }
-    let state = lab::find(id)?;
+    let view = View::revealed(reveal);
+    let Some(state) = state_for(&lab::find(id)?.id, view)? else {
+        return Err(FindError::NoSuchLab(id.unwrap_or_default().to_string()).into());
+    };
     if json {
         let now = lab::now_ms();
         let secs = symptoms::read(&LabDir::new(&state.id).load_stats());
@@ -424,14 +443,14 @@ pub fn status(id: Option<&str>, o: StatusOptions) -> Result<(), AppError> {
         return Ok(());
     }
     if !watch {
-        print!("{}", status_page(&state, reveal));
+        print!("{}", status_page(&state));
         return Ok(());
     }
     loop {
-        let Some(state) = LabDir::new(&state.id).read_state() else {
+        let Some(state) = state_for(&state.id, view)? else {
             return Ok(());
         };
-        print!("\x1b[2J\x1b[H{}", status_page(&state, reveal));
+        print!("\x1b[2J\x1b[H{}", status_page(&state));
         let _ = std::io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
     }

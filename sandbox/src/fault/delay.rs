@@ -20,7 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rand::RngExt;
 
 use super::selector::Selector;
-use super::{FaultError, Point};
+use super::{FaultError, NEUTRAL_THREAD_NAME, Point};
 use crate::sys::cmd;
 use crate::sys::netns::NsPath;
 
@@ -68,7 +68,7 @@ impl DelayEngine {
         let netns = ns.clone();
         let counts = released.clone();
         let thread = std::thread::Builder::new()
-            .name("delay-engine".into())
+            .name(NEUTRAL_THREAD_NAME.into())
             .spawn(move || {
                 let setup = || -> Result<(nfq::Queue, RawFd), String> {
                     netns

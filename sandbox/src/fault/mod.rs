@@ -33,6 +33,10 @@ use crate::sys::netns::NsPath;
 use crate::topology::AddressBook;
 use selector::Selector;
 
+/// The name of every thread a fault runs in the supervisor. Thread names are readable by every
+/// user (`/proc/<pid>/task/*/comm`, `ps -L`), so they must not say which fault it is.
+const NEUTRAL_THREAD_NAME: &str = "sbx-fault";
+
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
     #[error(transparent)]

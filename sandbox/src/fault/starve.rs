@@ -73,10 +73,10 @@ pub fn install(pids: &[i32], hogs: u32) -> Result<StarveFault, FaultError> {
             }
         }
     }
-    for i in 0..hogs {
+    for _ in 0..hogs {
         let stop = stop.clone();
         let hog = std::thread::Builder::new()
-            .name(format!("cpu-hog-{i}"))
+            .name(super::NEUTRAL_THREAD_NAME.into())
             .spawn(move || {
                 let _ = sched_setaffinity(Pid::from_raw(0), &only);
                 let mut x: u64 = 0;

@@ -2,6 +2,7 @@
 //! supervisor publishes, and how it is started, watched and taken down.
 
 mod launch;
+pub mod redact;
 mod state;
 pub mod supervisor;
 mod sweep;
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::ids::{LabId, PREFIX, state_root};
 pub use launch::{Certification, LaunchError, Launched, Request, launch};
-pub use state::{FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
+pub use redact::{RevealError, View};
+pub use state::{FaultDetail, FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
 pub use supervisor::tail;
 pub use sweep::{DownReport, down, down_all};
 
@@ -49,6 +51,30 @@ impl LabDir {
         self.path.join("evidence.jsonl")
     }
 
+    /// Files only root may read: what grading, hints and the instructor's view need
+    /// ([`redact`]). The directory is 0700 and each file in it 0600.
+    pub fn private(&self) -> PathBuf {
+        self.path.join("private")
+    }
+    pub fn private_file(&self, name: &str) -> PathBuf {
+        self.private().join(name)
+    }
+
+    /// Writes a private file (creating the private directory), readable by root only
+    /// whatever the umask.
+    pub fn write_private(&self, name: &str, contents: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = self.private();
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        write_with_mode(&dir.join(name), contents, 0o600)
+    }
+
+    /// The state as a learner sees it (what `state.json` holds); [`redact::read`] gives the
+    /// instructor's view.
     pub fn read_state(&self) -> Option<State> {
         let text = std::fs::read_to_string(self.state_file()).ok()?;
         serde_json::from_str(&text).ok()
@@ -102,9 +128,24 @@ pub fn find(id: Option<&str>) -> Result<State, FindError> {
     }
 }
 
-/// Writes `contents` so that a reader never sees half a file.
+/// Writes a world-readable file so that a reader never sees half a file.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, contents, 0o644)
+}
+
+/// Writes `contents` atomically with exactly `mode`, whatever the umask.
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(contents)?;
+    drop(f);
     std::fs::rename(&tmp, path)
 }

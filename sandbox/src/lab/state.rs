@@ -81,17 +81,30 @@ pub enum FaultStatus {
     Failed,
 }
 
+/// A fault as the lab's files carry it. What a learner may read is only its number, when it
+/// fires and its status; `detail` is kept in the lab's private directory and merged in for the
+/// instructor's view (see [`super::redact`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FaultState {
-    pub id: String,
-    pub kind: String,
-    /// What and where, e.g. `12% packet loss on backend → store`.
-    pub description: String,
+    /// Its place in the scenario, from 1: the only name a learner gets (`#1`).
+    pub number: usize,
     /// When it starts and ends, in milliseconds since the Unix epoch; known once the lab is
     /// ready.
     pub start_ms: Option<u64>,
     pub end_ms: Option<u64>,
     pub status: FaultStatus,
+    /// What the fault is; `None` in every learner's view.
+    #[serde(flatten)]
+    pub detail: Option<FaultDetail>,
+}
+
+/// Everything about a fault that would give the exercise away.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultDetail {
+    pub id: String,
+    pub kind: String,
+    /// What and where, e.g. `12% packet loss on backend → store`.
+    pub description: String,
     pub error: Option<String>,
     /// Packets the fault acted on, where the technique counts them.
     pub packets: Option<u64>,

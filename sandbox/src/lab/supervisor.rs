@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use super::state::now_ms;
-use super::{FaultState, FaultStatus, InstanceState, LabDir, LabId, Phase, State};
+use super::{FaultDetail, FaultState, FaultStatus, InstanceState, LabDir, LabId, Phase, State};
 use crate::backend::{self, BackendKind, LabSpec, Network};
 use crate::fault::{Active, Injector};
 use crate::http;
@@ -184,10 +184,12 @@ impl Shared {
         self.publish();
     }
 
+    /// Publishes the state through the redaction rule: fault details privately, the rest in
+    /// `state.json`.
     fn publish(&self) {
         let Ok(s) = self.state.lock() else { return };
-        if let Ok(json) = serde_json::to_vec_pretty(&*s) {
-            let _ = super::write_atomic(&self.dir.state_file(), &json);
+        if let Err(e) = super::redact::publish(&self.dir, &s) {
+            eprintln!("supervisor: publishing the lab's state: {e}");
         }
     }
 
@@ -287,8 +289,8 @@ impl Lab<'_> {
                 self.stop_children().await;
                 drop(injector);
                 let _ = tokio::task::spawn_blocking({
-                    let active = active.clone();
-                    move || remove_all(&active)
+                    let (active, shared) = (active.clone(), self.shared.clone());
+                    move || remove_all(&active, &shared)
                 })
                 .await;
                 self.names = None;
@@ -298,8 +300,8 @@ impl Lab<'_> {
         }
         let _ = stop_tx.send(true);
         let _ = tokio::task::spawn_blocking({
-            let active = active.clone();
-            move || remove_all(&active)
+            let (active, shared) = (active.clone(), self.shared.clone());
+            move || remove_all(&active, &shared)
         })
         .await;
         drop(injector);
@@ -353,23 +355,27 @@ impl Lab<'_> {
             s.faults = plan
                 .faults
                 .iter()
-                .map(|f| FaultState {
-                    id: f.id.clone(),
-                    kind: if sealed {
-                        "sealed".into()
-                    } else {
-                        f.kind.to_string()
-                    },
-                    description: if sealed {
-                        "sealed".into()
-                    } else {
-                        format!("{} on {}", f.effect, f.target)
-                    },
+                .enumerate()
+                .map(|(i, f)| FaultState {
+                    number: i + 1,
                     start_ms: None,
                     end_ms: None,
                     status: FaultStatus::Pending,
-                    error: None,
-                    packets: None,
+                    detail: Some(FaultDetail {
+                        id: f.id.clone(),
+                        kind: if sealed {
+                            "sealed".into()
+                        } else {
+                            f.kind.to_string()
+                        },
+                        description: if sealed {
+                            "sealed".into()
+                        } else {
+                            format!("{} on {}", f.effect, f.target)
+                        },
+                        error: None,
+                        packets: None,
+                    }),
                 })
                 .collect();
         });
@@ -648,7 +654,9 @@ async fn schedule_fault(
         shared.update(|s| {
             if let Some(fs) = s.faults.get_mut(index) {
                 fs.status = status;
-                fs.error = error;
+                if let Some(d) = &mut fs.detail {
+                    d.error = error;
+                }
                 if status == FaultStatus::Active {
                     fs.start_ms = Some(now_ms());
                 }
@@ -697,23 +705,36 @@ async fn count_packets(active: Arc<Mutex<BTreeMap<usize, Active>>>, shared: Shar
         .unwrap_or_default();
         shared.update(|s| {
             for (i, p) in counts {
-                if let Some(fs) = s.faults.get_mut(i) {
-                    fs.packets = p;
+                if let Some(d) = s.faults.get_mut(i).and_then(|f| f.detail.as_mut()) {
+                    d.packets = p;
                 }
             }
         });
     }
 }
 
-/// Removes every installed fault, newest first.
-fn remove_all(active: &Mutex<BTreeMap<usize, Active>>) {
-    let taken: Vec<Active> = match active.lock() {
-        Ok(mut m) => std::mem::take(&mut *m).into_values().rev().collect(),
+/// Removes every installed fault, newest first. The log says which number failed and the
+/// private state why: a learner reads the log (`sandbox logs supervisor`), and the error names
+/// the fault's target.
+fn remove_all(active: &Mutex<BTreeMap<usize, Active>>, shared: &Shared) {
+    let taken: Vec<(usize, Active)> = match active.lock() {
+        Ok(mut m) => std::mem::take(&mut *m).into_iter().rev().collect(),
         Err(_) => return,
     };
-    for a in taken {
+    for (i, a) in taken {
         if let Err(e) = a.remove() {
-            eprintln!("supervisor: removing a fault: {e}");
+            eprintln!(
+                "supervisor: removing fault {} failed",
+                super::redact::learner_name(i + 1)
+            );
+            shared.update(|s| {
+                if let Some(f) = s.faults.get_mut(i) {
+                    f.status = FaultStatus::Failed;
+                    if let Some(d) = &mut f.detail {
+                        d.error = Some(format!("removing: {e}"));
+                    }
+                }
+            });
         }
     }
 }

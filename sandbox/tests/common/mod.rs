@@ -203,9 +203,10 @@ impl Lab {
         lab
     }
 
+    /// `sandbox status --json --reveal`: the instructor's view, with what each fault is.
     pub fn status(&self) -> serde_json::Value {
         let out = sandbox()
-            .args(["status", &self.id, "--json"])
+            .args(["status", &self.id, "--json", "--reveal"])
             .output()
             .unwrap();
         assert!(out.status.success(), "status failed: {}", text(&out));

@@ -89,21 +89,6 @@ func (f Fault) normalize() (Fault, error) {
 	return out, nil
 }
 
-// logKV returns the fault as log key/value pairs, zero fields left out.
-func (f Fault) logKV() []interface{} {
-	kv := []interface{}{"kind", f.Kind}
-	if f.DelayMS != 0 {
-		kv = append(kv, "delay_ms", f.DelayMS)
-	}
-	if f.Percent != 0 {
-		kv = append(kv, "percent", f.Percent)
-	}
-	if f.Goroutines != 0 {
-		kv = append(kv, "goroutines", f.Goroutines)
-	}
-	return kv
-}
-
 // Action is what the fault asks of one request.
 type Action struct {
 	Delay time.Duration // sleep this long before doing the work

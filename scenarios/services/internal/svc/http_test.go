@@ -66,7 +66,7 @@ func TestHandlerWorkAndHealth(t *testing.T) {
 
 func TestHandlerSlowAndHang(t *testing.T) {
 	a, srv := testApp(t)
-	if _, err := a.setFault(Fault{Kind: FaultSlow, DelayMS: 80, Percent: 100}); err != nil {
+	if err := a.setFault(Fault{Kind: FaultSlow, DelayMS: 80, Percent: 100}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -77,7 +77,7 @@ func TestHandlerSlowAndHang(t *testing.T) {
 		t.Errorf("slow fault answered after %v, want ≥ 80ms", d)
 	}
 
-	if _, err := a.setFault(Fault{Kind: FaultHang, Percent: 100}); err != nil {
+	if err := a.setFault(Fault{Kind: FaultHang, Percent: 100}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
