@@ -5,7 +5,8 @@
 #   scripts/setup.sh          what `sandbox run` needs: iproute2, nftables, iptables, ethtool, Go
 #   scripts/setup.sh --test   also what the test suite needs: clang-19/llvm-19/libbpf-dev (to check
 #                             the committed eBPF objects), bpftool, a second, current Go, and
-#                             Docker (docker.io) for the Docker backend's tests
+#                             Docker (docker.io) for the Docker backend's tests, and a running
+#                             daemon (scripts/dockerd.sh) unless one answers
 set -euo pipefail
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -66,6 +67,13 @@ fi
 # The probes read tracepoints and may pin maps.
 mountpoint -q /sys/kernel/tracing || { echo "setup: mounting tracefs at /sys/kernel/tracing"; mount -t tracefs tracefs /sys/kernel/tracing; }
 mountpoint -q /sys/fs/bpf || { echo "setup: mounting bpffs at /sys/fs/bpf"; mount -t bpf bpf /sys/fs/bpf; }
+
+if [ $want_test = 1 ]; then
+  # Docker's own defaults would change the host's firewall and forwarding: dockerd.sh does not.
+  case "$(bash "$(dirname "$0")/dockerd.sh" start)" in
+    started) echo "setup: started a Docker daemon (scripts/dockerd.sh stop stops it)" ;;
+  esac
+fi
 
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust 1.95 or newer (https://rustup.rs)" >&2; exit 3; }
 echo "setup: ready"

@@ -583,7 +583,7 @@ pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
         };
         if id.is_some()
             && !lab::list().iter().any(|s| s.id == target)
-            && crate::backend::leftovers(&target).is_empty()
+            && crate::backend::leftovers(&target, None).is_empty()
         {
             return Err(FindError::NoSuchLab(target.to_string()).into());
         }

@@ -193,25 +193,32 @@ pub fn labs_present() -> Vec<LabId> {
     ids
 }
 
-/// Removes whatever lab `id` left on every backend present, by name and label alone.
-pub fn sweep(id: &LabId) -> Vec<String> {
+/// Removes whatever lab `id` left, by name and label alone: on the backend it ran on when
+/// that is known, on every backend present when it is not (its state is gone).
+pub fn sweep(id: &LabId, kind: Option<BackendKind>) -> Vec<String> {
     let mut errors = Vec::new();
+    // Namespaces are checked always: a Docker lab's supervisor lives in none, but every
+    // lab's name files and namespaces are cheap to look for.
     if let Err(e) = netns::remove_lab(id) {
         errors.push(format!("namespaces: {e}"));
     }
-    if let Err(e) = docker::remove_lab(id) {
+    if kind.is_none_or(|k| k == BackendKind::Docker)
+        && let Err(e) = docker::remove_lab(id)
+    {
         errors.push(format!("docker: {e}"));
     }
     errors
 }
 
-/// What is still there of lab `id` on any backend, for `down`'s final check.
-pub fn leftovers(id: &LabId) -> Vec<String> {
+/// What is still there of lab `id`, for `down`'s final check (on `kind`, or everywhere).
+pub fn leftovers(id: &LabId, kind: Option<BackendKind>) -> Vec<String> {
     let mut out: Vec<String> = netns::namespaces_of(id)
         .into_iter()
         .map(|n| format!("network namespace {n}"))
         .collect();
-    out.extend(docker::leftovers(id));
+    if kind.is_none_or(|k| k == BackendKind::Docker) {
+        out.extend(docker::leftovers(id));
+    }
     out
 }
 

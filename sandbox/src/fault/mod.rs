@@ -39,16 +39,23 @@ const NEUTRAL_THREAD_NAME: &str = "sbx-fault";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
+    /// A host tool (nft, iptables-restore, tc, ip, ethtool) refused a change.
     #[error(transparent)]
     Cmd(#[from] CmdError),
+    /// Entering a site's namespace or reading the host failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The delay engine (NFQUEUE consumer) or a shared table's lock failed.
     #[error("delay engine: {0}")]
     Engine(String),
+    /// Loading or attaching the corruption program failed.
     #[error("eBPF: {0}")]
     Ebpf(String),
+    /// A service's `/admin/fault` switch did not take the change.
     #[error("app-fault switch: {0}")]
     App(String),
+    /// The fault cannot act on this target here (a link for a process fault, no name
+    /// server for a dns fault, nothing running to starve).
     #[error("{0}")]
     Unsupported(String),
 }

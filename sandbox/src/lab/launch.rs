@@ -87,7 +87,9 @@ fn reserve(req: &Request, candidate: Option<&str>) -> Result<(LabDir, State), La
     let slot = (0..=255u8)
         .find(|s| !used.contains(s))
         .ok_or(LaunchError::NoSlot)?;
-    let present = backend::labs_present();
+    // Namespaces only: asking every backend would slow every start, and an id also names
+    // its state directory, checked below.
+    let present = backend::netns::lab_ids_present();
     let id = loop {
         let id = LabId::random();
         if !present.contains(&id) && !LabDir::new(&id).path.exists() {

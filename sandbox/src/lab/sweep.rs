@@ -86,9 +86,10 @@ fn stop_supervisor(id: &LabId, grace: Duration) {
 /// Removes what is left of lab `id` by name and reports anything that would not go.
 pub fn remove(id: &LabId) -> DownReport {
     let started = Instant::now();
+    let kind = LabDir::new(id).read_state().map(|s| s.backend);
     let mut leftovers = Vec::new();
     leftovers.extend(
-        backend::sweep(id)
+        backend::sweep(id, kind)
             .into_iter()
             .map(|e| format!("removing: {e}")),
     );
@@ -98,7 +99,7 @@ pub fn remove(id: &LabId) -> DownReport {
     {
         leftovers.push(format!("{}: {e}", dir.path.display()));
     }
-    leftovers.extend(backend::leftovers(id));
+    leftovers.extend(backend::leftovers(id, kind));
     leftovers.extend(
         supervisors_of(id)
             .into_iter()
