@@ -168,6 +168,8 @@ pub struct DockerBackend {
     dir: PathBuf,
     /// Log followers, one per started container, ended when the lab goes.
     followers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Instances whose service container exists (a restart replaces it).
+    started: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl DockerBackend {
@@ -193,6 +195,7 @@ impl DockerBackend {
             pods: BTreeMap::new(),
             dir: spec.dir.clone(),
             followers: Mutex::default(),
+            started: Mutex::default(),
         };
         if let Err(e) = b.build(spec) {
             let _ = b.destroy();
@@ -223,11 +226,34 @@ impl DockerBackend {
             &self.rt,
             start_pods(docker, id, book, &self.network, &self.image, &names),
         )?;
-        for (name, pid) in pods {
-            let netns = NsPath::of_pid(pid);
-            let inode = netns.inode().map_err(io(format!("reading {netns}")))?;
-            self.guard(&netns)?;
-            self.pods.insert(name, Pod { netns, inode });
+        let this = &*self;
+        let guarded: Vec<Result<(String, Pod), BackendError>> = std::thread::scope(|s| {
+            let tasks: Vec<_> = pods
+                .into_iter()
+                .map(|(name, pid)| {
+                    s.spawn(move || {
+                        let netns = NsPath::of_pid(pid);
+                        let inode = netns.inode().map_err(|source| BackendError::Io {
+                            what: format!("reading {netns}"),
+                            source,
+                        })?;
+                        this.guard(&netns)?;
+                        Ok((name, Pod { netns, inode }))
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        Err(BackendError::Docker("a pod's set-up panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for g in guarded {
+            let (name, pod) = g?;
+            self.pods.insert(name, pod);
         }
         Ok(())
     }
@@ -526,9 +552,16 @@ impl Backend for DockerBackend {
             ..Default::default()
         };
         let docker = self.docker.clone();
+        let restart = self
+            .started
+            .lock()
+            .map(|mut s| !s.insert(run.instance.clone()))
+            .unwrap_or(true);
         let pid = block(&self.rt, async {
-            let gone = RemoveContainerOptionsBuilder::default().force(true).build();
-            let _ = docker.remove_container(&container, Some(gone)).await;
+            if restart {
+                let gone = RemoveContainerOptionsBuilder::default().force(true).build();
+                let _ = docker.remove_container(&container, Some(gone)).await;
+            }
             let opts = CreateContainerOptionsBuilder::default()
                 .name(&container)
                 .build();
