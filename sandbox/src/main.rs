@@ -135,6 +135,69 @@ enum Cmd {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
+    /// Save a profile of a Go service (goroutine, cpu, heap, block, mutex) from its pprof
+    /// endpoint into the lab directory, to open with `go tool pprof`.
+    #[command(
+        after_help = "Examples:\n  sudo sandbox pprof api-0\n  sudo sandbox pprof search cpu --seconds 10"
+    )]
+    Pprof {
+        /// A service (its first replica) or an instance such as `api-1`.
+        instance: String,
+        /// Which profile.
+        #[arg(default_value = "goroutine", value_parser = clap::builder::PossibleValuesParser::new(sandbox::profile::Kind::ALL.map(sandbox::profile::Kind::name)))]
+        kind: String,
+        /// How long the cpu profile samples.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+        seconds: u64,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Print a Go service's goroutines grouped by stack, with their states and how long they
+    /// have waited.
+    #[command(after_help = "Example:\n  sudo sandbox goroutines search-0")]
+    Goroutines {
+        /// A service (its first replica) or an instance such as `api-1`.
+        instance: String,
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the lab: services, replicas and who calls whom (a tree, or Mermaid or Graphviz).
+    #[command(
+        after_help = "Examples:\n  sandbox graph\n  sandbox graph --mermaid > lab.mmd\n  sandbox graph --dot | dot -Tsvg > lab.svg\n  sudo sandbox graph --reveal"
+    )]
+    Graph {
+        /// Lab id; needed only when several labs run.
+        lab: Option<String>,
+        /// A Mermaid flowchart.
+        #[arg(long, conflicts_with = "dot")]
+        mermaid: bool,
+        /// A Graphviz digraph.
+        #[arg(long)]
+        dot: bool,
+        /// Also draw where each fault sits (instructors; root only).
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// The lab's timeline: ready, faults installed and removed (by number), restarts, probe
+    /// runs, hints and submissions.
+    #[command(
+        after_help = "Examples:\n  sandbox events\n  sandbox events -f\n  sudo sandbox events --reveal --json"
+    )]
+    Events {
+        /// Lab id; needed only when several labs run.
+        lab: Option<String>,
+        /// Keep printing new events until the lab is gone.
+        #[arg(long, short)]
+        follow: bool,
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
+        /// Name each fault and say what it is (instructors; root only).
+        #[arg(long)]
+        reveal: bool,
+    },
     /// Show the next hint; its cost comes off your score. Hints take what you have run so far
     /// into account.
     #[command(after_help = "Example:\n  sandbox hint")]
@@ -332,6 +395,40 @@ fn main() -> ExitCode {
             }),
             None => Err(AppError::Invalid(format!("no probe named `{probe}`"))),
         },
+        Cmd::Pprof {
+            instance,
+            kind,
+            seconds,
+            lab,
+        } => match sandbox::profile::Kind::from_name(&kind) {
+            Some(kind) => app::pprof(lab.as_deref(), &instance, kind, seconds),
+            None => Err(AppError::Invalid(format!("no profile named `{kind}`"))),
+        },
+        Cmd::Goroutines {
+            instance,
+            lab,
+            json,
+        } => app::goroutines(lab.as_deref(), &instance, json),
+        Cmd::Graph {
+            lab,
+            mermaid,
+            dot,
+            reveal,
+        } => {
+            use sandbox::graph::Format;
+            let format = match (mermaid, dot) {
+                (true, _) => Format::Mermaid,
+                (_, true) => Format::Dot,
+                _ => Format::Text,
+            };
+            app::graph(lab.as_deref(), format, reveal)
+        }
+        Cmd::Events {
+            lab,
+            follow,
+            json,
+            reveal,
+        } => app::events(lab.as_deref(), follow, json, reveal),
         Cmd::Hint { lab } => app::hint(lab.as_deref()),
         Cmd::Findings {
             command: FindingsCmd::Template { lab },

@@ -713,6 +713,7 @@ mod tests {
                 netns: None,
                 netns_inode: None,
                 restarts: 0,
+                calls: vec![],
                 status: "running".into(),
             }],
             faults: vec![FaultState {
@@ -726,6 +727,7 @@ mod tests {
                     description: "12% packet loss on backend → store".into(),
                     error: None,
                     packets: Some(310),
+                    target: None,
                 }),
             }],
             workload: "loadgen → http://gateway:8080/ at 200 req/s, 32 in flight at most".into(),

@@ -100,6 +100,14 @@ pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
     let sub = exercise::submission(&dir, findings, taken);
     let grade = grader::score::grade(&grading, &sub);
     exercise::write_grade(&dir, &grade).map_err(invalid)?;
+    let _ = crate::events::record_submission(
+        &dir,
+        &crate::events::Submitted {
+            ts_ms: now_ms(),
+            passed: Some(grade.passed),
+            score: Some(grade.score),
+        },
+    );
     let title = format!("{} (lab {})", state.scenario_id, state.id);
     if o.json {
         println!(
@@ -158,6 +166,14 @@ fn submit_bundle(
         out.unwrap_or_else(|| PathBuf::from(format!("submission-{candidate}-{}.json", state.id)));
     let json = serde_json::to_vec_pretty(&bundle).map_err(failed)?;
     std::fs::write(&path, json).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+    let _ = crate::events::record_submission(
+        dir,
+        &crate::events::Submitted {
+            ts_ms: now_ms(),
+            passed: None,
+            score: None,
+        },
+    );
     println!(
         "Submitted. Hand {} to your instructor; it is graded with their key.",
         path.display()

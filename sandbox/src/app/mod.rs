@@ -15,10 +15,12 @@ use crate::scenario::{self, BackendKind, ScenarioError, Source};
 use crate::symptoms;
 
 mod exercise;
+mod tools;
 pub use exercise::{
     GradeOptions, SubmitOptions, findings_template, grade, hint, keys_generate, submit,
     verify_result,
 };
+pub use tools::{events, goroutines, graph, pprof};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -68,6 +68,10 @@ pub struct InstanceState {
     #[serde(default)]
     pub netns_inode: Option<u64>,
     pub restarts: u32,
+    /// The services this instance calls (the load generator: the workload's target), for
+    /// `graph`.
+    #[serde(default)]
+    pub calls: Vec<String>,
     /// `starting`, `running`, `exited (status 2)`, `stopped`.
     pub status: String,
 }
@@ -108,6 +112,9 @@ pub struct FaultDetail {
     pub error: Option<String>,
     /// Packets the fault acted on, where the technique counts them.
     pub packets: Option<u64>,
+    /// Where the fault sits, for `graph --reveal`; sealed (absent) in certification mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::plan::FaultTarget>,
 }
 
 pub fn now_ms() -> u64 {

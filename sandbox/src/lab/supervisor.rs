@@ -118,6 +118,7 @@ pub fn main(id: &LabId) -> i32 {
                 netns: None,
                 netns_inode: None,
                 restarts: 0,
+                calls: i.upstreams.iter().map(|u| host_of(u)).collect(),
                 status: "starting".into(),
             })
             .chain(std::iter::once(InstanceState {
@@ -134,6 +135,7 @@ pub fn main(id: &LabId) -> i32 {
                 netns: None,
                 netns_inode: None,
                 restarts: 0,
+                calls: vec![spec.plan.workload.target.clone()],
                 status: "waiting".into(),
             }))
             .collect();
@@ -177,9 +179,14 @@ impl Shared {
         s
     }
 
+    /// Changes the state, publishes it, and adds what changed to the lab's timeline.
     fn update(&self, f: impl FnOnce(&mut State)) {
         if let Ok(mut s) = self.state.lock() {
+            let before = s.clone();
             f(&mut s);
+            if let Err(e) = crate::events::record(&self.dir, &before, &s) {
+                eprintln!("supervisor: recording the lab's events: {e}");
+            }
         }
         self.publish();
     }
@@ -375,6 +382,7 @@ impl Lab<'_> {
                         },
                         error: None,
                         packets: None,
+                        target: (!sealed).then(|| f.target.clone()),
                     }),
                 })
                 .collect();
@@ -622,6 +630,12 @@ fn ping_store(addr: SocketAddr) -> bool {
     }
     let mut line = String::new();
     std::io::BufReader::new(s).read_line(&mut line).is_ok() && line.trim() == "PONG"
+}
+
+/// The service an upstream URL names: `http://api:8080` → `api`.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split([':', '/']).next().unwrap_or(rest).to_string()
 }
 
 /// The last `n` lines of a log file, indented, for error messages.

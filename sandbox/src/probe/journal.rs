@@ -1,4 +1,4 @@
-//! The lab's evidence journal: one JSON line per probe run (what, on which target, when, for
+//! The lab's evidence journal: one JSON line per probe run, profile or goroutine dump (what, on which target, when, for
 //! how long, the figures it found). The grader reads it to tell investigation from a guess.
 
 use std::io::Write;
@@ -35,8 +35,13 @@ pub fn append(
         seconds: elapsed.as_secs_f64(),
         summary: summary.clone(),
     };
-    let path = scope.lab_dir().evidence();
-    if let Ok(line) = serde_json::to_string(&entry)
+    record(&scope.lab_dir(), &entry);
+}
+
+/// Appends one entry: a probe run, or a profile or goroutine dump taken from a service.
+pub fn record(dir: &crate::lab::LabDir, entry: &Entry) {
+    let path = dir.evidence();
+    if let Ok(line) = serde_json::to_string(entry)
         && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

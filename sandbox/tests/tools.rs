@@ -1,0 +1,206 @@
+//! `pprof` and `goroutines` on real labs: profiles fetched from inside each instance's network
+//! namespace on both backends, readable by `go tool pprof`, and a goroutine dump that shows a
+//! real leak, on Go 1.19 and the current Go.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Lab, backend_or_skip, root_or_skip, sandbox, text};
+use sandbox::backend::BackendKind;
+use sandbox::gobuild::Toolchain;
+
+/// The evidence journal entries `tool` left in `lab`.
+fn journal(lab: &Lab, tool: &str) -> Vec<serde_json::Value> {
+    let dir = sandbox::lab::LabDir::new(&sandbox::lab::LabId::parse(&lab.id).unwrap());
+    std::fs::read_to_string(dir.evidence())
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["probe"] == tool)
+        .collect()
+}
+
+/// The file `sandbox pprof` said it saved, after checking `go tool pprof` reads it.
+fn saved_profile(out: &std::process::Output) -> String {
+    let all = text(out);
+    assert!(out.status.success(), "pprof failed:\n{all}");
+    let path = all
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("go tool pprof -http=:0 "))
+        .unwrap_or_else(|| panic!("no `go tool pprof` line in:\n{all}"))
+        .to_string();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "{path} is not gzip");
+    let go = Toolchain::at(Path::new("go")).expect("go on PATH");
+    let top = Command::new(&go.go)
+        .args(["tool", "pprof", "-top", &path])
+        .output()
+        .unwrap();
+    assert!(
+        top.status.success(),
+        "go tool pprof rejects {path}:\n{}",
+        text(&top)
+    );
+    path
+}
+
+fn pprof_on(backend: BackendKind) {
+    let lab = Lab::start_on("added-latency", 3, backend);
+    let heap = sandbox()
+        .args(["pprof", "api", "heap", "--lab", &lab.id])
+        .output()
+        .unwrap();
+    let heap = saved_profile(&heap);
+    assert!(
+        heap.contains(&format!("/{}/profiles/api-0-heap-", lab.id)),
+        "{heap}"
+    );
+
+    let cpu = sandbox()
+        .args([
+            "pprof",
+            "gateway-0",
+            "cpu",
+            "--seconds",
+            "2",
+            "--lab",
+            &lab.id,
+        ])
+        .output()
+        .unwrap();
+    let cpu = saved_profile(&cpu);
+    let go = Toolchain::at(Path::new("go")).unwrap();
+    let top = Command::new(&go.go)
+        .args(["tool", "pprof", "-top", &cpu])
+        .output()
+        .unwrap();
+    assert!(
+        text(&top).contains("Duration: 2"),
+        "a 2 s CPU profile:\n{}",
+        text(&top)
+    );
+
+    let runs = journal(&lab, "pprof");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["target"], "api-0");
+    assert_eq!(runs[0]["summary"]["kind"], "heap");
+    assert_eq!(runs[1]["summary"]["kind"], "cpu");
+    assert_eq!(runs[1]["summary"]["file"], cpu.as_str());
+
+    let loadgen = sandbox()
+        .args(["pprof", "loadgen", "--lab", &lab.id])
+        .output()
+        .unwrap();
+    assert_eq!(loadgen.status.code(), Some(2), "{}", text(&loadgen));
+    assert!(
+        text(&loadgen).contains("no control plane"),
+        "{}",
+        text(&loadgen)
+    );
+    let out = lab.down();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn pprof_saves_profiles_go_tool_pprof_reads_on_netns() {
+    if backend_or_skip("pprof on netns", BackendKind::Netns) {
+        pprof_on(BackendKind::Netns);
+    }
+}
+
+#[test]
+fn pprof_saves_profiles_go_tool_pprof_reads_on_docker() {
+    if backend_or_skip("pprof on docker", BackendKind::Docker) {
+        pprof_on(BackendKind::Docker);
+    }
+}
+
+/// The largest group of a `goroutines --json` dump whose stack has `frame`.
+fn group_with(dump: &serde_json::Value, frame: &str) -> u64 {
+    dump["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| {
+            g["stack"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f.as_str().unwrap().contains(frame))
+        })
+        .map(|g| g["count"].as_u64().unwrap())
+        .max()
+        .unwrap_or(0)
+}
+
+fn goroutines(lab: &Lab, json: bool) -> (serde_json::Value, String) {
+    let mut args = vec!["goroutines", "orders", "--lab", &lab.id];
+    if json {
+        args.push("--json");
+    }
+    let out = sandbox().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let v = if json {
+        serde_json::from_str(&stdout).unwrap()
+    } else {
+        serde_json::Value::Null
+    };
+    (v, stdout)
+}
+
+fn leak_shows_with(prefix: &str) {
+    let Some(tc) = Toolchain::all()
+        .into_iter()
+        .find(|t| t.version.starts_with(prefix))
+    else {
+        eprintln!("SKIPPED goroutines with {prefix}: no such Go toolchain here");
+        return;
+    };
+    let lab = Lab::start_env(
+        "goroutine-leak",
+        5,
+        &[("SANDBOX_GO", tc.go.to_str().unwrap())],
+    );
+    let (before, _) = goroutines(&lab, true);
+    lab.wait_fault("fire-and-forget", "active", Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(15));
+    let (after, _) = goroutines(&lab, true);
+    let (_, page) = goroutines(&lab, false);
+    let waiting_before = group_with(&before, "runtime_pollWait");
+    let waiting_after = group_with(&after, "runtime_pollWait");
+    eprintln!(
+        "{}: orders had {} goroutines ({waiting_before} in the largest poller group) before the leak, {} ({waiting_after}) 15 s into it",
+        tc.version, before["total"], after["total"]
+    );
+    assert!(
+        after["total"].as_u64().unwrap() > before["total"].as_u64().unwrap() + 50,
+        "the leak should pile goroutines up: before {before}, after {after}"
+    );
+    assert!(waiting_after > waiting_before + 50, "{after}");
+    assert!(
+        page.contains("runtime_pollWait") && page.contains("goroutines in"),
+        "{page}"
+    );
+    assert_eq!(journal(&lab, "goroutines").len(), 3);
+    let out = lab.down();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn goroutines_show_a_leak_with_go_1_19() {
+    if root_or_skip("goroutines with go1.19") {
+        leak_shows_with("go1.19");
+    }
+}
+
+#[test]
+fn goroutines_show_a_leak_with_current_go() {
+    if root_or_skip("goroutines with the current Go") {
+        let current = Toolchain::at(Path::new("go")).expect("go on PATH");
+        leak_shows_with(&current.version);
+    }
+}
