@@ -262,6 +262,11 @@ fn check(id: &str, text_of_scenario: &str, seed: u64) -> Vec<String> {
         vec!["logs", "supervisor", "--lab", lab_id],
         vec!["logs", "loadgen", "--lab", lab_id],
         vec!["findings", "template", "--lab", lab_id],
+        vec!["graph", lab_id],
+        vec!["graph", lab_id, "--mermaid"],
+        vec!["graph", lab_id, "--dot"],
+        vec!["events", lab_id],
+        vec!["events", lab_id, "--json"],
     ] {
         surfaces.push((format!("sandbox {}", args.join(" ")), learner(&args)));
     }
@@ -369,14 +374,22 @@ fn check(id: &str, text_of_scenario: &str, seed: u64) -> Vec<String> {
             "{id}: {json}"
         );
     }
-    let mut c = as_nobody(exe);
-    c.args(["status", lab_id, "--reveal"]);
-    let out = c.output().unwrap();
-    assert!(
-        !out.status.success() && text(&out).contains("root only"),
-        "{id}: an unprivileged user asked for --reveal: {}",
-        text(&out)
-    );
+    let graph = learner(&["graph", lab_id, "--reveal"]);
+    let events = learner(&["events", lab_id, "--reveal"]);
+    for f in &plan.faults {
+        assert!(graph.contains(&f.id), "{id}: graph --reveal: {graph}");
+        assert!(events.contains(&f.id), "{id}: events --reveal: {events}");
+    }
+    for command in ["status", "graph", "events"] {
+        let mut c = as_nobody(exe);
+        c.args([command, lab_id, "--reveal"]);
+        let out = c.output().unwrap();
+        assert!(
+            !out.status.success() && text(&out).contains("root only"),
+            "{id}: an unprivileged user asked for {command} --reveal: {}",
+            text(&out)
+        );
+    }
 
     let out = lab.down();
     assert!(out.status.success(), "{id}: {}", text(&out));

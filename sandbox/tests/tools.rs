@@ -50,25 +50,17 @@ fn saved_profile(out: &std::process::Output) -> String {
 fn pprof_on(backend: BackendKind) {
     let lab = Lab::start_on("added-latency", 3, backend);
     let heap = sandbox()
-        .args(["pprof", "api", "heap", "--lab", &lab.id])
+        .args(["pprof", "search", "heap", "--lab", &lab.id])
         .output()
         .unwrap();
     let heap = saved_profile(&heap);
     assert!(
-        heap.contains(&format!("/{}/profiles/api-0-heap-", lab.id)),
+        heap.contains(&format!("/{}/profiles/search-0-heap-", lab.id)),
         "{heap}"
     );
 
     let cpu = sandbox()
-        .args([
-            "pprof",
-            "gateway-0",
-            "cpu",
-            "--seconds",
-            "2",
-            "--lab",
-            &lab.id,
-        ])
+        .args(["pprof", "web-0", "cpu", "--seconds", "2", "--lab", &lab.id])
         .output()
         .unwrap();
     let cpu = saved_profile(&cpu);
@@ -85,7 +77,7 @@ fn pprof_on(backend: BackendKind) {
 
     let runs = journal(&lab, "pprof");
     assert_eq!(runs.len(), 2, "{runs:?}");
-    assert_eq!(runs[0]["target"], "api-0");
+    assert_eq!(runs[0]["target"], "search-0");
     assert_eq!(runs[0]["summary"]["kind"], "heap");
     assert_eq!(runs[1]["summary"]["kind"], "cpu");
     assert_eq!(runs[1]["summary"]["file"], cpu.as_str());
@@ -203,4 +195,119 @@ fn goroutines_show_a_leak_with_current_go() {
         let current = Toolchain::at(Path::new("go")).expect("go on PATH");
         leak_shows_with(&current.version);
     }
+}
+
+fn out_of(args: &[&str]) -> String {
+    let out = sandbox().args(args).output().unwrap();
+    assert!(out.status.success(), "sandbox {args:?}:\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `graph` and `events` on a lab with two faults on links: the learner's view draws the calls
+/// and numbers the faults, and names none of them; the instructor's view places each fault;
+/// `events -f` prints what happens while it runs.
+#[test]
+fn graph_and_events_draw_and_tell_the_lab_without_giving_it_away() {
+    if !root_or_skip("graph and events") {
+        return;
+    }
+    let lab = Lab::start("two-faults", 4);
+    let id = lab.id.as_str();
+    let mut follow = sandbox()
+        .args(["events", id, "-f", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    lab.wait_fault("far-pricing", "active", Duration::from_secs(40));
+    lab.wait_fault("lossy-stock", "active", Duration::from_secs(10));
+    let revealed = lab.status();
+    let faults = revealed["lab"]["faults"].as_array().unwrap().clone();
+    let secrets: Vec<String> = faults
+        .iter()
+        .flat_map(|f| {
+            [
+                f["id"].as_str().unwrap(),
+                f["description"].as_str().unwrap(),
+            ]
+        })
+        .map(String::from)
+        .collect();
+
+    let tree = out_of(&["graph", id]);
+    for call in ["└─▶ cart", "pricing", "stock-db"] {
+        assert!(tree.contains(call), "no `{call}` in:\n{tree}");
+    }
+    let mermaid = out_of(&["graph", id, "--mermaid"]);
+    assert!(mermaid.contains("cart --> pricing"), "{mermaid}");
+    let dot = out_of(&["graph", id, "--dot"]);
+    assert!(dot.contains("\"cart\" -> \"pricing\";"), "{dot}");
+    let learner = out_of(&["events", id, "--json"]);
+    let lines: Vec<serde_json::Value> = learner
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["text"].as_str().unwrap().split(" (").next(),
+        Some("lab ready"),
+        "{learner}"
+    );
+    for n in [1, 2] {
+        let installed = format!("fault #{n} installed");
+        assert!(
+            lines.iter().any(|e| e["text"] == installed.as_str()),
+            "{learner}"
+        );
+    }
+    for page in [&tree, &mermaid, &dot, &learner, &out_of(&["events", id])] {
+        for s in &secrets {
+            assert!(
+                !page.contains(s.as_str()),
+                "a learner's page names `{s}`:\n{page}"
+            );
+        }
+        assert!(!page.contains("⚡"), "{page}");
+    }
+
+    let tree = out_of(&["graph", id, "--reveal"]);
+    let events = out_of(&["events", id, "--reveal"]);
+    for s in &secrets {
+        assert!(
+            tree.contains(s.as_str()),
+            "graph --reveal lacks `{s}`:\n{tree}"
+        );
+        assert!(
+            events.contains(s.as_str()),
+            "events --reveal lacks `{s}`:\n{events}"
+        );
+    }
+    let dot = out_of(&["graph", id, "--dot", "--reveal"]);
+    assert!(
+        dot.lines()
+            .any(|l| l.starts_with("  \"cart\" -> \"pricing\" [label=\"⚡ #1 far-pricing")),
+        "the delay sits on cart → pricing:\n{dot}"
+    );
+
+    out_of(&["pprof", "cart", "heap", "--lab", id]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    while !seen.contains("heap profile of cart-0") {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => seen.push_str(&format!("{line}\n")),
+            Err(_) => panic!("events -f did not show the profile:\n{seen}"),
+        }
+    }
+    assert!(seen.contains("fault #2 installed"), "{seen}");
+    let out = lab.down();
+    assert!(out.status.success(), "{}", text(&out));
+    let status = follow.wait().unwrap();
+    assert!(status.success(), "events -f ends with its lab");
 }
