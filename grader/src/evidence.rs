@@ -93,6 +93,23 @@ fn pairs(run: &ProbeRun) -> Vec<(String, String, f64)> {
     }
 }
 
+/// A goroutine dump shows a function when one of its five largest groups, holding at least a
+/// tenth of the goroutines, has it on its stack: where goroutines pile up, not one that passes.
+fn goroutines_show(run: &ProbeRun, re: &regex::Regex) -> bool {
+    let total = num(&run.summary, "total");
+    let groups = run.summary["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    groups.iter().take(5).any(|g| {
+        num(g, "count") >= total / 10.0
+            && g["stack"].as_array().is_some_and(|st| {
+                st.iter()
+                    .any(|f| f.as_str().is_some_and(|f| re.is_match(f)))
+            })
+    })
+}
+
 /// Whether `run` satisfies `shows`.
 pub fn shows(run: &ProbeRun, shows: &Shows) -> bool {
     if let Some(pattern) = &shows.function {
@@ -103,11 +120,15 @@ pub fn shows(run: &ProbeRun, shows: &Shows) -> bool {
         else {
             return false;
         };
-        let top = run.summary["top"].as_array().cloned().unwrap_or_default();
-        let hit = top.iter().take(5).any(|t| {
-            t["function"].as_str().is_some_and(|f| re.is_match(f))
-                && num(t, "inclusive_pct") >= 10.0
-        });
+        let hit = if run.probe == "goroutines" {
+            goroutines_show(run, &re)
+        } else {
+            let top = run.summary["top"].as_array().cloned().unwrap_or_default();
+            top.iter().take(5).any(|t| {
+                t["function"].as_str().is_some_and(|f| re.is_match(f))
+                    && num(t, "inclusive_pct") >= 10.0
+            })
+        };
         if !hit {
             return false;
         }
@@ -155,6 +176,29 @@ mod tests {
             seconds: 5.0,
             summary,
         }
+    }
+
+    #[test]
+    fn a_goroutine_dump_shows_where_goroutines_pile_up() {
+        let dump = run(
+            "goroutines",
+            Some("orders"),
+            json!({"total": 100, "groups": [
+                {"count": 90, "state": "select", "waits_min": [],
+                 "stack": ["net/http.(*persistConn).roundTrip", "svc.(*App).audit"]},
+                {"count": 2, "state": "IO wait", "waits_min": [],
+                 "stack": ["internal/poll.runtime_pollWait", "svc.(*App).stock"]},
+            ]}),
+        );
+        let by = |f: &str| Shows {
+            function: Some(f.into()),
+            ..Shows::default()
+        };
+        assert!(shows(&dump, &by("App\\)\\.audit$")));
+        assert!(
+            !shows(&dump, &by("stock")),
+            "two goroutines of a hundred are no pile"
+        );
     }
 
     #[test]

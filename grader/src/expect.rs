@@ -79,7 +79,9 @@ pub struct Shows {
     /// A flow, connection or peer involving this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub involves: Option<String>,
-    /// `cpu`: a function matching this regular expression among the top functions.
+    /// `cpu`: a function matching this regular expression among the top functions;
+    /// `goroutines`: on the stack of one of the largest groups (a tenth of the goroutines or
+    /// more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
     /// Latency probes (`tcp-rtt`, `netpoll`, `runq`, `offcpu`, `dns`): at least this many

@@ -601,12 +601,17 @@ fn known_field(f: &str) -> bool {
         .is_some_and(|q| !q.is_empty() && q.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
 }
 
+/// What the evidence journal records besides the probes, for evidence and hints to name.
+const JOURNAL_TOOLS: [&str; 2] = ["goroutines", "pprof"];
+
 fn probe_known(name: &str) -> bool {
-    super::ProbeKind::from_name(name).is_some()
+    super::ProbeKind::from_name(name).is_some() || JOURNAL_TOOLS.contains(&name)
 }
 
 fn probe_names() -> String {
-    super::ProbeKind::ALL.map(|k| k.name()).join(", ")
+    let mut names: Vec<&str> = super::ProbeKind::ALL.map(|k| k.name()).to_vec();
+    names.extend(JOURNAL_TOOLS);
+    names.join(", ")
 }
 
 /// Expected findings, hints, the symptom and the solution: what grading and `verify` rely on.
@@ -725,7 +730,7 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
             let ok = matches!(
                 words.as_slice(),
                 ["sandbox", "status", ..] | ["sandbox", "logs", ..]
-            ) || matches!(words.as_slice(), ["sandbox", "probe", name, ..] if probe_known(name));
+            ) || matches!(words.as_slice(), ["sandbox", "probe", name, ..] if super::ProbeKind::from_name(name).is_some());
             if !ok {
                 c.err(sol.pos, format!("solution.steps[{i}].run"), format!("`{}`: a reference solution uses only `sandbox probe <name>`, `sandbox status` and `sandbox logs`", step.run));
             }
@@ -755,5 +760,14 @@ mod tests {
         assert!(!is_name("api-", 20));
         assert!(!is_name("a_b", 20));
         assert!(!is_name("abcdefghijklmnopqrstu", 20));
+    }
+
+    #[test]
+    fn evidence_and_hints_may_name_what_the_journal_records() {
+        for name in ["tcp-retrans", "netpoll", "goroutines", "pprof"] {
+            assert!(probe_known(name), "{name}");
+            assert!(probe_names().contains(name));
+        }
+        assert!(!probe_known("strace"));
     }
 }
