@@ -306,6 +306,28 @@ fn graph_and_events_draw_and_tell_the_lab_without_giving_it_away() {
         }
     }
     assert!(seen.contains("fault #2 installed"), "{seen}");
+
+    out_of(&["hint", "--lab", id]);
+    let findings = common::write_temp(
+        "findings.yaml",
+        "findings:\n  - root_cause: blackhole\n    where: {service: shop}\n",
+    );
+    let submitted = sandbox()
+        .args(["submit", findings.as_str(), "--lab", id])
+        .output()
+        .unwrap();
+    assert_eq!(
+        submitted.status.code(),
+        Some(1),
+        "a wrong finding does not pass: {}",
+        text(&submitted)
+    );
+    let events = out_of(&["events", id]);
+    assert!(events.contains("hint 1 taken"), "{events}");
+    assert!(
+        events.contains("findings submitted: not passed"),
+        "{events}"
+    );
     let out = lab.down();
     assert!(out.status.success(), "{}", text(&out));
     let status = follow.wait().unwrap();
