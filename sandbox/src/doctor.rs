@@ -131,6 +131,15 @@ pub fn run() -> Vec<Check> {
         "tracefs",
         "mount -t tracefs tracefs /sys/kernel/tracing",
     ));
+    // kind clusters are optional (the Kubernetes backend): what they lack is a warning.
+    out.extend(
+        crate::cluster::prerequisites()
+            .into_iter()
+            .map(|(name, ok, detail, fix)| {
+                let status = if ok { Status::Ok } else { Status::Warn };
+                check(name, status, detail, (!ok).then_some(fix))
+            }),
+    );
     if root {
         out.extend(kernel_checks());
     }

@@ -13,7 +13,7 @@ use rand::RngExt;
 pub use launch::{Certification, LaunchError, Launched, Request, launch};
 pub use state::{FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
 pub use supervisor::tail;
-pub use sweep::{DownReport, down, down_all};
+pub use sweep::{DownReport, down, down_all, down_clusters};
 
 /// Every kernel object and file of a lab carries this prefix followed by the lab id, so
 /// `down --all` finds them even when the state directory is gone.
