@@ -19,6 +19,8 @@
 #   kind-configs/build-node-image.sh --paths    print what it builds (image, kind, kubectl, cni
 #                                               image) as name=value lines, build nothing
 #   kind-configs/build-node-image.sh --kind     build only the kind binary; print its path
+#   kind-configs/build-node-image.sh --rebuild  build the node image even if it is present
+#                                               (from whatever the cache holds)
 #
 # Environment: SANDBOX_KIND_CACHE (default /var/cache/sandbox/kind), GO (default: the newest of
 # /usr/local/go/bin/go and go on PATH).
@@ -89,7 +91,7 @@ build_kind() {
 step "kind $KIND (go install sigs.k8s.io/kind)" build_kind
 if [ "${1:-}" = --kind ]; then echo "$kind_bin"; exit 0; fi
 
-if docker image inspect "$node_image" >/dev/null 2>&1; then
+if [ "${1:-}" != --rebuild ] && docker image inspect "$node_image" >/dev/null 2>&1; then
   echo "node image $node_image is present (inputs unchanged)"
   echo "$node_image"
   exit 0
@@ -217,9 +219,7 @@ build_rootfs() {
 
 build_base() {
   if docker image inspect "$base_image" >/dev/null 2>&1; then cached "$base_image"; return; fi
-  tar -C "$rootfs" --exclude=./.done -c . | docker import \
-    --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-    --change "LABEL $label" \
+  tar -C "$rootfs" --exclude=./.done -c . | docker import --change 'ENV container=docker' \
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - "$base_image" >/dev/null
 }
 
@@ -243,7 +243,7 @@ build_images() {
   local work=$cache/work-$tag kb=$bin/kubernetes-$K8S
   rm -rf "$work"; mkdir -p "$work"
   local etcd_tag; etcd_tag=$("$kb/kubeadm" config images list --kubernetes-version "$K8S" | grep /etcd: | sed 's/.*://')
-  local imp=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change "LABEL $label")
+  local imp=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
   mk() { # mk <image> <dir> [docker import --change...]
     local name=$1 dir=$2; shift 2
     tar -C "$dir" -c . | docker import "${imp[@]}" "$@" - "$name" >/dev/null
@@ -296,9 +296,13 @@ build_node() {
     docker exec -i "$name" sh -c 'cat > /kind/manifests/default-cni.yaml'
   docker stop -t 5 "$name" >/dev/null
   docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
-    --change 'CMD []' --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-    --change "LABEL $label" "$name" "$node_image" >/dev/null
+    --change 'CMD []' --change 'ENV container=docker' "$name" "$name:committed" >/dev/null
   docker rm -f "$name" >/dev/null
+  # What `docker commit` cannot set: systemd's stop signal, and the label.
+  local err
+  err=$(printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\nLABEL %s\n' "$name:committed" "$label" |
+    docker build -q -t "$node_image" - 2>&1 >/dev/null) || { echo "$err" >&2; exit 1; }
+  docker rmi "$name:committed" >/dev/null
   trap - EXIT
   # The base image is an intermediate; its root filesystem stays in the cache.
   docker rmi "$base_image" >/dev/null 2>&1 || true

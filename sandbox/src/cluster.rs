@@ -594,29 +594,70 @@ pub struct DeleteReport {
     pub leftovers: Vec<String>,
 }
 
+/// Kills `kind` and `docker` processes still creating nodes of cluster `name` (their command
+/// lines name it), left behind by a killed `cluster create`.
+fn stop_creators(name: &str) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let label = format!("{KIND_LABEL}={name}");
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let program = args
+            .first()
+            .and_then(|a| Path::new(a).file_name())
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let docker_run = program == "docker" && args.contains(&label);
+        let kind_create = program.starts_with("kind")
+            && args
+                .windows(2)
+                .any(|w| w[0] == "create" && w[1] == "cluster")
+            && args.windows(2).any(|w| w[0] == "--name" && w[1] == name);
+        if docker_run || kind_create {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Removes one of sandbox's clusters: its node containers with their volumes, its network
 /// and its directory (kubeconfig, rendered config). A cluster of the same name that sandbox
 /// did not make is left alone.
 pub fn delete(name: &str) -> DeleteReport {
     let started = Instant::now();
     let mut leftovers = Vec::new();
-    // kind may still be creating nodes (a killed `cluster create`): sweep until none appear.
-    for round in 0..3 {
+    // A killed `cluster create` may leave kind's `docker run` going: stop what still creates
+    // this cluster's nodes, then sweep until two rounds in a row find none.
+    stop_creators(name);
+    let mut empty_rounds = 0;
+    for _ in 0..10 {
         let nodes: Vec<Node> = kind_nodes()
             .into_iter()
             .filter(|n| n.ours && n.cluster == name)
             .collect();
-        if nodes.is_empty() && round > 0 {
-            break;
-        }
-        if !nodes.is_empty() {
+        if nodes.is_empty() {
+            empty_rounds += 1;
+            if empty_rounds == 2 {
+                break;
+            }
+        } else {
+            empty_rounds = 0;
             let mut c = docker();
             c.args(["rm", "-f", "-v"]).args(nodes.iter().map(|n| &n.id));
             if let Err(e) = cmd::run(&mut c) {
                 leftovers.push(format!("removing nodes: {e}"));
             }
         }
-        std::thread::sleep(Duration::from_millis(if round == 0 { 500 } else { 1000 }));
+        std::thread::sleep(Duration::from_millis(500));
     }
     for (id, n) in our_networks() {
         if n == name
@@ -851,28 +892,25 @@ fn services_archive() -> Result<(PathBuf, Vec<String>), ClusterError> {
         return Ok((archive, images));
     }
     for (p, image) in crate::gobuild::PROGRAMS.iter().zip(&images) {
-        let mut c = Command::new("tar");
-        c.arg("-C")
-            .arg(&built.dir)
-            .args(["-c", "--transform", &format!("s#^{p}$#/{p}#"), p]);
-        let tar = c
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(io("running tar"))?;
-        let mut import = docker();
-        import.args([
-            "import",
-            "--change",
-            &format!("ENTRYPOINT [\"/{p}\"]"),
-            "--change",
-            "LABEL sandbox.owner=kind-image",
-            "-",
-            image,
-        ]);
-        if let Some(out) = tar.stdout {
-            import.stdin(out);
-        }
-        cmd::run(&mut import)?;
+        let layer = cache_dir().join(format!(".{p}-{}.tar", std::process::id()));
+        let made = cmd::run(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&built.dir)
+                .arg("-cf")
+                .arg(&layer)
+                .arg(p),
+        )
+        .and_then(|_| {
+            cmd::run(
+                docker()
+                    .args(["import", "--change", &format!("ENTRYPOINT [\"/{p}\"]")])
+                    .arg(&layer)
+                    .arg(image),
+            )
+        });
+        let _ = std::fs::remove_file(&layer);
+        made?;
     }
     let tmp = archive.with_extension("tmp");
     let mut save = docker();

@@ -211,10 +211,11 @@ fn pair_cluster_resolves_names_and_routes_between_nodes_then_deletes_cleanly() {
     assert!(k.kubeconfig.is_file());
     assert_eq!(k.readiness(), ["True", "True"], "both nodes Ready");
 
-    // A server on the control plane, a client on the worker, a Service between them.
+    // A server on the control plane (the store's HTTP control plane on :9090), a client on the
+    // worker, a Service between them.
     let cp = format!("{full}-control-plane");
     let worker = format!("{full}-worker");
-    let backend = service_image(&worker, "backend");
+    let store = service_image(&worker, "store");
     let loadgen = service_image(&worker, "loadgen");
     k.apply(&format!(
         r#"apiVersion: v1
@@ -223,17 +224,16 @@ metadata: {{ name: echo, labels: {{ app: echo }} }}
 spec:
   nodeName: {cp}
   containers:
-    - name: backend
-      image: {backend}
+    - name: store
+      image: {store}
       imagePullPolicy: Never
-      args: ["-listen", ":8080"]
 ---
 apiVersion: v1
 kind: Service
 metadata: {{ name: echo }}
 spec:
   selector: {{ app: echo }}
-  ports: [{{ port: 80, targetPort: 8080 }}]
+  ports: [{{ port: 80, targetPort: 9090 }}]
 "#
     ));
     k.run(&["wait", "--for=condition=Ready", "pod/echo", "--timeout=60s"]);
@@ -388,11 +388,19 @@ fn sweeps_remove_a_killed_create_and_spare_a_cluster_sandbox_did_not_make() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Killed once its node runs: kind is then bootstrapping Kubernetes in it.
     let started = Instant::now();
-    while !traces(full).iter().any(|t| t.starts_with("container")) {
+    let node = format!("{full}-control-plane");
+    let running = |name: &str| {
+        Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", name])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+    };
+    while !running(&node) {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no node appeared"
+            started.elapsed() < Duration::from_secs(120),
+            "no node started"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -414,13 +422,13 @@ fn sweeps_remove_a_killed_create_and_spare_a_cluster_sandbox_did_not_make() {
         user.contains(&"container user-made-control-plane".to_string()),
         "the user's cluster was touched: {user:?}"
     );
-    let running = ok(Command::new("docker").args([
+    let user_running = ok(Command::new("docker").args([
         "inspect",
         "-f",
         "{{.State.Running}}",
         "user-made-control-plane",
     ]));
-    assert_eq!(running.trim(), "true");
+    assert_eq!(user_running.trim(), "true");
     ok(Command::new(&t.kind)
         .args(["delete", "cluster", "--name", "user-made"])
         .arg("--kubeconfig")
