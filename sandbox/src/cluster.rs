@@ -594,6 +594,58 @@ pub struct DeleteReport {
     pub leftovers: Vec<String>,
 }
 
+/// Host-wide sysctls the kubelet sets when it starts (its `protectKernelDefaults: false`
+/// behaviour), which a privileged node can reach: sandbox records what the host had before its
+/// first cluster and puts it back once a cluster is ready and when the last one is deleted.
+const KUBELET_SYSCTLS: [&str; 6] = [
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+];
+
+fn saved_sysctls() -> PathBuf {
+    clusters_root().join(".host-sysctls")
+}
+
+/// Records the host's values, unless a record from before an earlier cluster exists.
+fn save_host_sysctls() -> Result<(), ClusterError> {
+    let path = saved_sysctls();
+    if path.exists() {
+        return Ok(());
+    }
+    let text: String = KUBELET_SYSCTLS
+        .iter()
+        .filter_map(|k| {
+            let v = std::fs::read_to_string(Path::new("/proc/sys").join(k)).ok()?;
+            Some(format!("{k} {}\n", v.trim()))
+        })
+        .collect();
+    std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))
+}
+
+/// Writes the recorded values back; returns what could not be restored.
+fn restore_host_sysctls() -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(saved_sysctls()) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| {
+            let path = Path::new("/proc/sys").join(k);
+            let now = std::fs::read_to_string(&path).unwrap_or_default();
+            if now.trim() == v {
+                return None;
+            }
+            std::fs::write(&path, v)
+                .err()
+                .map(|e| format!("sysctl {k} (restoring {v}): {e}"))
+        })
+        .collect()
+}
+
 /// Kills `kind` and `docker` processes still creating nodes of cluster `name` (their command
 /// lines name it), left behind by a killed `cluster create`.
 fn stop_creators(name: &str) {
@@ -671,6 +723,10 @@ pub fn delete(name: &str) -> DeleteReport {
         && let Err(e) = std::fs::remove_dir_all(&dir)
     {
         leftovers.push(format!("{}: {e}", dir.display()));
+    }
+    if ours().is_empty() {
+        leftovers.extend(restore_host_sysctls());
+        let _ = std::fs::remove_file(saved_sysctls());
     }
     leftovers.extend(
         kind_nodes()
@@ -969,6 +1025,7 @@ fn create_inner(
         name,
     ]))?;
     let kubeconfig = kubeconfig(name);
+    save_host_sysctls()?;
     let started = Instant::now();
     progress(&format!(
         "creating kind cluster {name} (layout {}, {} node(s))",
@@ -1051,6 +1108,10 @@ fn create_inner(
             .env("KIND_EXPERIMENTAL_DOCKER_NETWORK", name),
     )?;
     stage("service images loaded", started.elapsed(), progress);
+    // The kubelets have set their sysctls by now; the host gets its own back.
+    if let Some(e) = restore_host_sysctls().first() {
+        progress(&format!("  warning: {e}"));
+    }
     Ok(Created {
         name: name.into(),
         kubeconfig,

@@ -184,6 +184,22 @@ fn traces(full: &str) -> Vec<String> {
     out
 }
 
+/// Host-wide sysctls a kubelet sets when it starts.
+fn host_sysctls() -> Vec<(String, String)> {
+    [
+        "vm/overcommit_memory",
+        "kernel/panic",
+        "kernel/panic_on_oops",
+        "kernel/keys/root_maxkeys",
+    ]
+    .iter()
+    .map(|k| {
+        let v = std::fs::read_to_string(Path::new("/proc/sys").join(k)).unwrap();
+        (k.to_string(), v.trim().to_string())
+    })
+    .collect()
+}
+
 /// The image of a Go service program as loaded into a node.
 fn service_image(node: &str, program: &str) -> String {
     let list =
@@ -202,8 +218,14 @@ fn pair_cluster_resolves_names_and_routes_between_nodes_then_deletes_cleanly() {
     };
     let _one = serial();
     let full = "sbx-t-pair";
+    let before = host_sysctls();
     let out = create("pair", "t-pair");
     assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        host_sysctls(),
+        before,
+        "the kubelets' sysctls were not put back"
+    );
     let k = Kube {
         tools: &t,
         kubeconfig: state_root().join("clusters").join(full).join("kubeconfig"),
