@@ -188,9 +188,11 @@ fn traces(full: &str) -> Vec<String> {
 fn host_sysctls() -> Vec<(String, String)> {
     [
         "vm/overcommit_memory",
+        "vm/panic_on_oom",
         "kernel/panic",
         "kernel/panic_on_oops",
         "kernel/keys/root_maxkeys",
+        "kernel/keys/root_maxbytes",
     ]
     .iter()
     .map(|k| {
@@ -386,6 +388,8 @@ fn sweeps_remove_a_killed_create_and_spare_a_cluster_sandbox_did_not_make() {
     let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let user_kubeconfig = dir.path().join("kubeconfig");
+    // The user's cluster is made here with kind alone, whose kubelet changes these.
+    let host_before = host_sysctls();
     let kind_net_existed = succeeds(Command::new("docker").args(["network", "inspect", "kind"]));
     ok(Command::new(&t.kind)
         .args([
@@ -457,5 +461,8 @@ fn sweeps_remove_a_killed_create_and_spare_a_cluster_sandbox_did_not_make() {
         .arg(&user_kubeconfig));
     if !kind_net_existed {
         ok(Command::new("docker").args(["network", "rm", "kind"]));
+    }
+    for (k, v) in host_before {
+        std::fs::write(Path::new("/proc/sys").join(k), v).unwrap();
     }
 }
