@@ -308,6 +308,17 @@ build_node() {
   docker rmi "$base_image" >/dev/null 2>&1 || true
 }
 
+# What builds for other inputs left: intermediate files named by an older tag, and older node
+# images no container uses (docker refuses to remove those).
+prune() {
+  local f
+  for f in "$cache"/images-*.tar "$cache"/rootfs/node-* "$bin"/sandbox-cni-*; do
+    case "$f" in *"$tag"*) ;; *) [ -e "$f" ] && rm -rf "$f" ;; esac
+  done
+  docker images --filter "label=$label" --format '{{.Repository}}:{{.Tag}}' |
+    grep '^sandbox-kind-node:' | grep -v ":$tag\$" | xargs -r docker rmi >/dev/null 2>&1 || true
+}
+
 echo "building node image $node_image (Kubernetes $K8S) in $cache"
 mkdir -p "$bin"
 step "Kubernetes $K8S binaries (kubeadm, kubelet, kubectl, control plane)" build_kubernetes
@@ -321,5 +332,6 @@ step "base root filesystem (kind's base files, containerd configuration)" build_
 step "base image $base_image" build_base
 step "component images (FROM scratch)" build_images
 step "node image $node_image" build_node
+step "removing what older builds left" prune
 echo "node image built in $(since "$total_start") s"
 echo "$node_image"
