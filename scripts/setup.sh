@@ -5,11 +5,20 @@
 #   scripts/setup.sh          what `sandbox run` needs: iproute2, nftables, iptables, ethtool, Go
 #   scripts/setup.sh --test   also what the test suite needs: clang-19/llvm-19/libbpf-dev (to check
 #                             the committed eBPF objects), bpftool, a second, current Go, and
-#                             Docker (docker.io) for the Docker backend's tests, and a running
-#                             daemon (scripts/dockerd.sh) unless one answers
+#                             everything --kind does (the Docker backend's and the cluster
+#                             tests need a running daemon and real clusters)
+#   scripts/setup.sh --kind   what `sandbox cluster` needs: Docker (started by scripts/dockerd.sh,
+#                             which leaves the host's firewall, forwarding and bridges as they
+#                             were), debootstrap, gcc, jq; then builds kind and the node image
+#                             unless cached in /var/cache/sandbox/kind (cold: about 10 minutes)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_kind=0
+case "${1:-}" in
+  --test) want_test=1; want_kind=1 ;;
+  --kind) want_kind=1 ;;
+esac
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup needs root to install packages and mount kernel filesystems; run it with sudo" >&2
@@ -44,8 +53,14 @@ if [ $want_test = 1 ]; then
   [ -f /usr/include/bpf/bpf_helpers.h ] || { echo "setup: installing libbpf-dev (eBPF headers)"; pkgs+=(libbpf-dev); }
   need bpftool bpftool "tests check which eBPF programs are loaded"
   [ -f /usr/lib/go-1.19/bin/go ] || { echo "setup: installing golang-go (Go 1.19, the oldest Go the services support)"; pkgs+=(golang-go); }
-  need dockerd docker.io "the Docker backend's tests"
   need nsenter util-linux "shells in container namespaces"
+fi
+if [ $want_kind = 1 ]; then
+  need dockerd docker.io "kind's nodes are Docker containers"
+  need debootstrap debootstrap "the node image's Debian root filesystem"
+  need gcc gcc "the pause binary (C) in the node image"
+  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || { echo "setup: installing libc6-dev (a static pause binary)"; pkgs+=(libc6-dev); }
+  need jq jq "scripts/runc-caps edits container specs"
 fi
 
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -68,11 +83,28 @@ fi
 mountpoint -q /sys/kernel/tracing || { echo "setup: mounting tracefs at /sys/kernel/tracing"; mount -t tracefs tracefs /sys/kernel/tracing; }
 mountpoint -q /sys/fs/bpf || { echo "setup: mounting bpffs at /sys/fs/bpf"; mount -t bpf bpf /sys/fs/bpf; }
 
-if [ $want_test = 1 ]; then
+if [ $want_kind = 1 ]; then
   # Docker's own defaults would change the host's firewall and forwarding: dockerd.sh does not.
-  case "$(bash "$(dirname "$0")/dockerd.sh" start)" in
+  case "$(bash scripts/dockerd.sh start)" in
     started) echo "setup: started a Docker daemon (scripts/dockerd.sh stop stops it)" ;;
   esac
+  if ! bash scripts/dockerd.sh runtime; then
+    # kind's privileged nodes need scripts/runc-caps as the default runtime; restart a daemon
+    # this script started, but only when no container would be stopped by it.
+    if [ -f /run/sandbox-dockerd/pid ] && [ -z "$(docker ps -q)" ]; then
+      echo "setup: restarting dockerd with scripts/runc-caps as its default runtime"
+      bash scripts/dockerd.sh restart
+    else
+      echo "setup: the running Docker daemon lacks scripts/runc-caps and has containers; run scripts/dockerd.sh restart when they may stop" >&2
+    fi
+  fi
+  # Without systemd on the host, systemd in the nodes needs the cgroup v1 name=systemd hierarchy.
+  if [ ! -e /sys/fs/cgroup/cgroup.controllers ] && ! mountpoint -q /sys/fs/cgroup/systemd; then
+    echo "setup: mounting the name=systemd cgroup hierarchy at /sys/fs/cgroup/systemd (kind's nodes run systemd)"
+    mkdir -p /sys/fs/cgroup/systemd
+    mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+  fi
+  bash kind-configs/build-node-image.sh
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust 1.95 or newer (https://rustup.rs)" >&2; exit 3; }

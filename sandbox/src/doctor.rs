@@ -133,6 +133,15 @@ pub fn run() -> Vec<Check> {
         "mount -t tracefs tracefs /sys/kernel/tracing",
     ));
     out.push(docker_check());
+    // kind clusters are optional (the Kubernetes backend): what they lack is a warning.
+    out.extend(
+        crate::cluster::prerequisites()
+            .into_iter()
+            .map(|(name, ok, detail, fix)| {
+                let status = if ok { Status::Ok } else { Status::Warn };
+                check(name, status, detail, (!ok).then_some(fix))
+            }),
+    );
     if root {
         out.extend(kernel_checks());
     }

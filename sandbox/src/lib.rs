@@ -8,6 +8,7 @@
 pub mod app;
 pub mod backend;
 pub mod cert;
+pub mod cluster;
 pub mod doctor;
 pub mod ebpf;
 pub mod events;

@@ -293,6 +293,12 @@ enum Cmd {
         #[arg(long, conflicts_with = "lab")]
         all: bool,
     },
+    /// kind clusters for the Kubernetes backend, built and run without a container registry.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sudo sandbox cluster image\n  sudo sandbox cluster create --layout pair\n  sudo sandbox cluster list\n  sudo sandbox cluster delete --all"
+    )]
+    Cluster(ClusterCmd),
     /// Check this machine: root, tools, Go, kernel features; says how to fix what is missing.
     #[command(after_help = "Example:\n  sudo sandbox doctor")]
     Doctor {
@@ -319,6 +325,31 @@ enum FindingsCmd {
     Template {
         #[arg(long)]
         lab: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Build the kind node image (and kind, kubectl) from Debian packages and Go modules,
+    /// unless it is cached.
+    Image,
+    /// Create a cluster, wait until it is ready and load the Go services' images into it.
+    Create {
+        /// single, pair or pair-no-cni (kind-configs/).
+        #[arg(long)]
+        layout: String,
+        /// Cluster name (prefixed with `sbx-`); the layout's name by default.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the clusters sandbox made.
+    List,
+    /// Delete a cluster sandbox made (never one it did not).
+    Delete {
+        name: Option<String>,
+        /// Every cluster sandbox made, including what a crash left.
+        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        all: bool,
     },
 }
 
@@ -482,6 +513,12 @@ fn main() -> ExitCode {
         } => app::verify(&scenarios, all, seed, json, backend),
         Cmd::Down { lab, all } => app::down(lab.as_deref(), all, color),
         Cmd::Doctor { json } => app::doctor(json),
+        Cmd::Cluster(c) => match c {
+            ClusterCmd::Image => app::cluster_image(),
+            ClusterCmd::Create { layout, name } => app::cluster_create(&layout, name.as_deref()),
+            ClusterCmd::List => app::cluster_list(),
+            ClusterCmd::Delete { name, all } => app::cluster_delete(name.as_deref(), all),
+        },
         Cmd::Schema => app::schema(),
         Cmd::Completions { shell } => {
             clap_complete::generate(

@@ -488,3 +488,23 @@ fn doctor_tries_every_kernel_feature_and_leaves_nothing_behind() {
         "no eBPF program or rule is left"
     );
 }
+
+#[test]
+fn a_cluster_layout_must_be_one_sandbox_knows() {
+    let good = GOOD.replace(
+        "  difficulty: beginner\n",
+        "  difficulty: beginner\n  cluster: pair\n",
+    );
+    let (code, out, _) = validate("layout-ok.yaml", &good);
+    assert_eq!(code, 0, "{out}");
+    let bad = GOOD.replace(
+        "  difficulty: beginner\n",
+        "  difficulty: beginner\n  cluster: triple\n",
+    );
+    assert_error(
+        "layout.yaml",
+        &bad,
+        "8:12: metadata.cluster:",
+        &["no cluster layout `triple`", "single, pair, pair-no-cni"],
+    );
+}

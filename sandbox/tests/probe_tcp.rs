@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use sandbox::backend::BackendKind;
 use serde_json::Value;
 
 /// front (gateway) → mid (api) → back (backend) → db (store), load on front, and `faults`.
@@ -18,7 +19,7 @@ fn scenario(id: &str, extra_args: &str, faults: &str) -> String {
         r#"
 apiVersion: sandbox/v1
 kind: Scenario
-metadata: {{id: {id}, title: t, summary: s, difficulty: beginner}}
+metadata: {{id: {id}, title: t, summary: s, difficulty: beginner, backends: [netns, docker]}}
 topology:
   services:
     - {{name: front, program: gateway, calls: [mid]}}
@@ -124,7 +125,16 @@ const INSTANCES: [&str; 5] = ["front-0", "mid-0", "back-0", "db-0", "loadgen"];
 
 #[test]
 fn tcp_retrans_points_at_the_lossy_link_and_agrees_with_the_kernel() {
-    if !root_or_skip("tcp_retrans_points_at_the_lossy_link") {
+    retrans_agrees_with_the_kernel(BackendKind::Netns);
+}
+
+#[test]
+fn tcp_retrans_in_docker_containers_agrees_with_the_kernel() {
+    retrans_agrees_with_the_kernel(BackendKind::Docker);
+}
+
+fn retrans_agrees_with_the_kernel(kind: BackendKind) {
+    if !backend_or_skip("tcp_retrans_points_at_the_lossy_link", kind) {
         return;
     }
     let _g = serial();
@@ -133,7 +143,7 @@ fn tcp_retrans_points_at_the_lossy_link_and_agrees_with_the_kernel() {
         "",
         "  - {id: loss, type: loss, target: {link: {from: back, to: db}}, params: {percent: 10}}",
     );
-    let lab = Lab::start_yaml("retrans", &yaml, 1);
+    let lab = Lab::start_yaml_on("retrans", &yaml, 1, kind);
     lab.wait_fault("loss", "active", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(1));
     let (s, before, after) = probe_with(&lab, "tcp-retrans", None, 6, || {
@@ -217,7 +227,16 @@ fn tcp_rtt_points_at_the_delayed_link() {
 
 #[test]
 fn tcp_reset_says_the_network_sent_the_resets() {
-    if !root_or_skip("tcp_reset_says_the_network_sent_the_resets") {
+    resets_come_from_the_network(BackendKind::Netns);
+}
+
+#[test]
+fn tcp_reset_in_docker_containers_says_the_network_sent_the_resets() {
+    resets_come_from_the_network(BackendKind::Docker);
+}
+
+fn resets_come_from_the_network(kind: BackendKind) {
+    if !backend_or_skip("tcp_reset_says_the_network_sent_the_resets", kind) {
         return;
     }
     let _g = serial();
@@ -226,7 +245,7 @@ fn tcp_reset_says_the_network_sent_the_resets() {
         "",
         "  - {id: rst, type: reset, target: {link: {from: mid, to: back}, port: 8080}, params: {percent: 20}}",
     );
-    let lab = Lab::start_yaml("reset", &yaml, 1);
+    let lab = Lab::start_yaml_on("reset", &yaml, 1, kind);
     lab.wait_fault("rst", "active", Duration::from_secs(5));
     let s = probe(&lab, "tcp-reset", None, 4);
     let conns = s["connections"].as_array().unwrap();
@@ -269,20 +288,31 @@ fn tcp_reset_says_the_network_sent_the_resets() {
 
 #[test]
 fn tcp_drop_points_at_a_blackhole() {
-    if !root_or_skip("tcp_drop_points_at_a_blackhole") {
+    drops_at_a_blackhole(BackendKind::Netns);
+}
+
+#[test]
+fn tcp_drop_points_at_a_blackhole_in_docker_containers() {
+    drops_at_a_blackhole(BackendKind::Docker);
+}
+
+fn drops_at_a_blackhole(kind: BackendKind) {
+    if !backend_or_skip("tcp_drop_points_at_a_blackhole", kind) {
         return;
     }
     let _g = serial();
     let faults =
         "  - {id: hole, type: blackhole, target: {service: db, direction: ingress, port: 7070}}";
-    let lab = Lab::start_yaml("hole", &scenario("hole", "", faults), 1);
+    let lab = Lab::start_yaml_on("hole", &scenario("hole", "", faults), 1, kind);
     lab.wait_fault("hole", "active", Duration::from_secs(5));
     let s = probe(&lab, "tcp-drop", None, 3);
+    // Where the fault sits: the router namespace on netns, the receiver's own on Docker.
+    let site = match kind {
+        BackendKind::Netns => "network",
+        _ => "db-0",
+    };
     for d in s["drops"].as_array().unwrap() {
-        assert_eq!(
-            d["where"], "network",
-            "the fault drops in the lab network: {d}"
-        );
+        assert_eq!(d["where"], site, "the fault drops at its site: {d}");
         assert_eq!(d["reason"], "NETFILTER_DROP", "{d}");
         assert!(
             d["to"].as_str().unwrap().starts_with("db") && d["port"] == 7070,

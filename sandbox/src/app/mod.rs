@@ -14,8 +14,10 @@ use crate::report;
 use crate::scenario::{self, BackendKind, ScenarioError, Source};
 use crate::symptoms;
 
+mod cluster;
 mod exercise;
 mod tools;
+pub use cluster::{cluster_create, cluster_delete, cluster_image, cluster_list};
 pub use exercise::{
     GradeOptions, SubmitOptions, findings_template, grade, hint, keys_generate, submit,
     verify_result,
@@ -34,6 +36,8 @@ pub enum AppError {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     Find(#[from] FindError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Input that was reported in detail already (several files, several problems).
     #[error("{0}")]
     Invalid(String),
@@ -50,6 +54,15 @@ impl AppError {
             AppError::Missing(_) | AppError::Go(_) => 3,
             AppError::Find(_) => 4,
             AppError::Launch(_) | AppError::Failed(_) => 1,
+            AppError::Cluster(e) => {
+                use crate::cluster::ClusterError as C;
+                match e {
+                    C::UnknownLayout(_) | C::BadName(_) | C::Exists(_) => 2,
+                    C::NoDocker | C::Runtime(_) | C::NoImage(_) | C::Go(_) => 3,
+                    C::NotFound(_) => 4,
+                    _ => 1,
+                }
+            }
         }
     }
 
@@ -591,10 +604,30 @@ pub fn down(id: Option<&str>, all: bool, _color: bool) -> Result<(), AppError> {
         }
         vec![lab::down(&target)]
     };
-    if reports.is_empty() {
+    let clusters = if all {
+        lab::down_clusters()
+    } else {
+        Vec::new()
+    };
+    if reports.is_empty() && clusters.is_empty() {
         println!("No labs to take down.");
     }
     let mut bad = 0;
+    for c in &clusters {
+        if c.leftovers.is_empty() {
+            println!(
+                "Cluster {} is deleted ({:.2}s); nothing of it is left.",
+                c.name,
+                c.took.as_secs_f64()
+            );
+        } else {
+            bad += 1;
+            println!("Cluster {} is deleted but these remain:", c.name);
+            for l in &c.leftovers {
+                println!("  {l}");
+            }
+        }
+    }
     for r in &reports {
         if r.leftovers.is_empty() {
             println!(

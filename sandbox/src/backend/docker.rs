@@ -48,6 +48,9 @@ const OWNER: &str = "io.sandbox.owner";
 const LAB: &str = "io.sandbox.lab";
 /// The image repository; tags are a content hash (the cache) and `lab-<id>` (one per lab).
 const REPO: &str = "sandbox-services";
+/// Docker's own runc: the lab's containers are never privileged, so they need no wrapper a
+/// daemon may have as its default runtime (`scripts/runc-caps`, for kind's nodes).
+const RUNTIME: &str = "runc";
 /// The program the pod containers run: it holds the namespace and waits to be stopped.
 const PAUSE: &str = "pause";
 
@@ -404,6 +407,7 @@ async fn start_pods(
             labels: Some(labels(id)),
             host_config: Some(HostConfig {
                 network_mode: Some(network.to_string()),
+                runtime: Some(RUNTIME.into()),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
@@ -547,6 +551,7 @@ impl Backend for DockerBackend {
             host_config: Some(HostConfig {
                 network_mode: Some(format!("container:{}", pod_name(&self.id, &run.instance))),
                 binds: Some(binds),
+                runtime: Some(RUNTIME.into()),
                 ..Default::default()
             }),
             ..Default::default()

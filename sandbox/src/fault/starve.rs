@@ -73,12 +73,25 @@ pub fn install(pids: &[i32], hogs: u32) -> Result<StarveFault, FaultError> {
             }
         }
     }
-    for _ in 0..hogs {
+    // A target in a CPU cgroup of its own (a container) competes for the CPU as one group
+    // against the busy threads' group, whatever their number: each busy thread joins a
+    // target's group, so the neighbours are as noisy as they are on a shared host.
+    let groups: Vec<std::path::PathBuf> =
+        pids.iter().filter_map(|p| cpu_cgroup_tasks(*p)).collect();
+    let own = cpu_cgroup_tasks(std::process::id() as i32);
+    for i in 0..hogs {
         let stop = stop.clone();
+        let join = groups
+            .get(i as usize % groups.len().max(1))
+            .filter(|g| Some(*g) != own.as_ref())
+            .cloned();
         let hog = std::thread::Builder::new()
             .name(super::NEUTRAL_THREAD_NAME.into())
             .spawn(move || {
                 let _ = sched_setaffinity(Pid::from_raw(0), &only);
+                if let Some(tasks) = join {
+                    let _ = std::fs::write(tasks, nix::unistd::gettid().to_string());
+                }
                 let mut x: u64 = 0;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..10_000 {
@@ -92,6 +105,22 @@ pub fn install(pids: &[i32], hogs: u32) -> Result<StarveFault, FaultError> {
         fault.hogs.push(hog);
     }
     Ok(fault)
+}
+
+/// The `tasks` file of the cgroup v1 CPU controller process `pid` is in (writing a thread id
+/// there moves that thread into the group).
+fn cpu_cgroup_tasks(pid: i32) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        controllers.split(',').any(|c| c == "cpu").then(|| {
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(controllers)
+                .join(path.trim_start_matches('/'))
+                .join("tasks")
+        })
+    })
 }
 
 impl StarveFault {

@@ -14,7 +14,7 @@ pub use launch::{Certification, LaunchError, Launched, Request, launch};
 pub use redact::{RevealError, View};
 pub use state::{FaultDetail, FaultState, FaultStatus, InstanceState, Phase, State, now_ms};
 pub use supervisor::tail;
-pub use sweep::{DownReport, down, down_all};
+pub use sweep::{DownReport, down, down_all, down_clusters};
 
 /// A lab's directory and the files in it.
 #[derive(Debug, Clone)]

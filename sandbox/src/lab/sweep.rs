@@ -134,3 +134,9 @@ pub fn down_all() -> Vec<DownReport> {
     ids.dedup();
     ids.iter().map(down).collect()
 }
+
+/// Deletes the kind clusters sandbox made, found by their marker mount even after a crash;
+/// clusters anyone else made are left alone.
+pub fn down_clusters() -> Vec<crate::cluster::DeleteReport> {
+    crate::cluster::delete_all()
+}

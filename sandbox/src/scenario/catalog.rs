@@ -35,6 +35,13 @@ pub fn services_source() -> &'static Dir<'static> {
 
 static EMPTY: Dir<'_> = Dir::new("services", &[]);
 
+static KIND_CONFIGS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../kind-configs");
+
+/// `kind-configs/`: cluster layouts, the node image builder and sandbox-cni's sources.
+pub fn kind_configs() -> &'static Dir<'static> {
+    &KIND_CONFIGS
+}
+
 pub fn find_bundled(id: &str) -> Option<Bundled> {
     bundled().into_iter().find(|b| b.id == id)
 }

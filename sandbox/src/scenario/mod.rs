@@ -17,11 +17,11 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use catalog::{Bundled, bundled, find_bundled, services_source};
+pub use catalog::{Bundled, bundled, find_bundled, kind_configs, services_source};
 pub use params::{ParamValue, Params, draw};
 pub use probes::ProbeKind;
 pub use schema::json_schema;
-pub use template::Renderer;
+pub use template::{Renderer, render_document};
 pub use validate::Diagnostic;
 pub(crate) use validate::names as names_of;
 pub use value::{DnsAnswer, Dur, Rate, Scalar, Tpl};
@@ -115,6 +115,10 @@ pub struct Metadata {
     /// Backends the scenario is written for.
     #[serde(default = "default_backends")]
     pub backends: Vec<BackendKind>,
+    /// The kind cluster layout the scenario runs on with the Kubernetes backend: `single`,
+    /// `pair` or `pair-no-cni` (see kind-configs/README.md).
+    #[serde(default)]
+    pub cluster: Option<Spanned<String>>,
 }
 
 fn default_backends() -> Vec<BackendKind> {

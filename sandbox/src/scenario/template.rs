@@ -98,6 +98,20 @@ impl Renderer {
     }
 }
 
+/// Renders a whole template file (kind cluster layouts) against named values; like scenario
+/// templates, a name the values lack is an error rather than an empty string.
+pub fn render_document(
+    source: &str,
+    values: &std::collections::BTreeMap<&str, String>,
+) -> Result<String, String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let mut text = env.render_str(source, values).map_err(describe)?;
+    // minijinja drops the template's final newline; a YAML file keeps one.
+    text.push('\n');
+    Ok(text)
+}
+
 fn describe(e: minijinja::Error) -> String {
     match e.detail() {
         Some(detail) => format!("template error: {detail}"),

@@ -99,6 +99,19 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
             "expected lower-case letters, digits and dashes (at most 40), starting with a letter",
         );
     }
+    if let Some(layout) = &s.metadata.cluster
+        && crate::cluster::Layout::named(layout).is_none()
+    {
+        c.err(
+            layout.pos,
+            "metadata.cluster",
+            format!(
+                "no cluster layout `{}`; expected one of: {}",
+                **layout,
+                crate::cluster::Layout::names().join(", ")
+            ),
+        );
+    }
     check_params(&mut c, s);
     check_services(&mut c, s);
     check_workload(&mut c, s);

@@ -1,0 +1,3 @@
+module sandbox.local/cni
+
+go 1.19
