@@ -47,6 +47,9 @@ pub struct LabExercise {
     pub grading: Option<Exercise>,
     /// The candidate, in certification mode.
     pub candidate: Option<String>,
+    /// In certification mode, SHA-256 of the scenario file the lab runs; the bundle records it.
+    #[serde(default)]
+    pub scenario_sha256: Option<String>,
 }
 
 impl LabExercise {
@@ -55,6 +58,7 @@ impl LabExercise {
             hints: plan.hints.clone(),
             grading: candidate.is_none().then(|| plan.exercise.clone()),
             candidate: candidate.map(str::to_string),
+            scenario_sha256: None,
         }
     }
 }
@@ -178,24 +182,44 @@ pub fn next_hint(dir: &LabDir) -> Result<Option<(usize, Hint)>, ExerciseError> {
 /// The largest findings file accepted; a findings file is a page of YAML.
 pub const MAX_FINDINGS_BYTES: u64 = 256 * 1024;
 
-/// Reads a learner's findings: strict YAML, root causes from the taxonomy, attachments inside
-/// the lab directory. Learner text is data, never rendered as a template.
-pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseError> {
+/// Reads a learner's findings: strict YAML, root causes from the taxonomy, at most
+/// [`MAX_FINDINGS_BYTES`] (counted while reading). Learner text is data, never rendered as a
+/// template. Attachments are checked against a lab by [`check_attachments`].
+pub fn read_findings(path: &Path) -> Result<Findings, ExerciseError> {
+    use std::io::Read;
     let name = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    if meta.len() > MAX_FINDINGS_BYTES {
-        return Err(ExerciseError::Findings {
-            path: name,
-            line: 1,
-            column: 1,
-            field: String::new(),
-            message: format!(
-                "the file is {} bytes; a findings file may be at most {MAX_FINDINGS_BYTES}",
-                meta.len()
-            ),
-        });
+    let at_start = |message: String| ExerciseError::Findings {
+        path: name.clone(),
+        line: 1,
+        column: 1,
+        field: String::new(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    if file.metadata().map_err(io(path))?.is_dir() {
+        return Err(at_start("a directory, not a findings file".into()));
     }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FINDINGS_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    if bytes.len() as u64 > MAX_FINDINGS_BYTES {
+        return Err(at_start(format!(
+            "the file is larger than {MAX_FINDINGS_BYTES} bytes; a findings file may be at most {MAX_FINDINGS_BYTES}"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() as u32 + 1;
+        let column = valid.iter().rev().take_while(|b| **b != b'\n').count() as u32 + 1;
+        ExerciseError::Findings {
+            path: name.clone(),
+            line,
+            column,
+            field: String::new(),
+            message: "not UTF-8 text".into(),
+        }
+    })?;
     let findings: Findings = yaml::from_str(
         &text,
         yaml::Limits {
@@ -213,7 +237,24 @@ pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseErro
         },
         message: e.message,
     })?;
-    let mut problems = grader::score::lint(&findings);
+    let problems = grader::score::lint(&findings);
+    if problems.is_empty() {
+        Ok(findings)
+    } else {
+        Err(ExerciseError::Lint {
+            path: name,
+            problems: problems.join("\n  "),
+        })
+    }
+}
+
+/// Checks that every attachment of `findings` is a file inside the lab directory.
+pub fn check_attachments(
+    path: &Path,
+    findings: &Findings,
+    lab: &LabDir,
+) -> Result<(), ExerciseError> {
+    let mut problems = Vec::new();
     for (i, f) in findings.findings.iter().enumerate() {
         for (j, a) in f.attachments.iter().enumerate() {
             if let Err(why) = attachment_path(lab, a) {
@@ -222,10 +263,10 @@ pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseErro
         }
     }
     if problems.is_empty() {
-        Ok(findings)
+        Ok(())
     } else {
         Err(ExerciseError::Lint {
-            path: name,
+            path: path.display().to_string(),
             problems: problems.join("\n  "),
         })
     }
