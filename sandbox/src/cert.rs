@@ -634,9 +634,31 @@ impl Catalog {
     }
 }
 
-/// Grades a bundle against the rubric rebuilt from its scenario: the findings, the evidence
-/// and hints as reported (hint costs from the scenario, not the bundle), and the time from
-/// the lab being ready to the submission.
+/// Refuses a bundle whose sealed facts belong to another candidate, lab or scenario, or that
+/// was submitted before its lab was ready.
+pub fn check_facts(bundle: &Bundle, facts: &SealedFacts, path: &Path) -> Result<(), CertError> {
+    let refuse = |why: &str| CertError::Refused {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    };
+    if facts.candidate != bundle.candidate
+        || facts.lab_id != bundle.lab_id
+        || facts.scenario_id != bundle.scenario_id
+        || facts.scenario_sha256 != bundle.scenario_sha256
+    {
+        return Err(refuse(
+            "the submission's candidate, lab or scenario differ from what its lab sealed",
+        ));
+    }
+    if bundle.submitted_ms < facts.ready_ms {
+        return Err(refuse("it was submitted before its lab was ready"));
+    }
+    Ok(())
+}
+
+/// Grades a bundle (checked with [`check_facts`]) against the rubric rebuilt from its
+/// scenario: the findings, the evidence and hints as reported (hint costs from the scenario,
+/// not the bundle), and the time from the lab being ready to the submission.
 pub fn grade_bundle(
     bundle: &Bundle,
     facts: &SealedFacts,
@@ -647,18 +669,6 @@ pub fn grade_bundle(
         path: path.display().to_string(),
         why,
     };
-    if facts.candidate != bundle.candidate
-        || facts.lab_id != bundle.lab_id
-        || facts.scenario_id != bundle.scenario_id
-        || facts.scenario_sha256 != bundle.scenario_sha256
-    {
-        return Err(refuse(
-            "the submission's candidate, lab or scenario differ from what its lab sealed".into(),
-        ));
-    }
-    if bundle.submitted_ms < facts.ready_ms {
-        return Err(refuse("it was submitted before its lab was ready".into()));
-    }
     let mut hints = Vec::new();
     for h in &bundle.hints {
         let Some(hint) = plan.hints.get(h.index) else {
@@ -686,7 +696,7 @@ pub fn grade_bundle(
         evidence: bundle.evidence.clone(),
         hints: hints.clone(),
         time_taken: Some(std::time::Duration::from_millis(
-            bundle.submitted_ms - facts.ready_ms,
+            bundle.submitted_ms.saturating_sub(facts.ready_ms),
         )),
     };
     let grade = grader::score::grade(&plan.exercise, &sub);

@@ -28,21 +28,12 @@ fn invalid(e: ExerciseError) -> AppError {
     }
 }
 
-/// 2 for what is wrong with a file the user gave (a bundle, a key, a signed result, a prefix),
-/// 1 for what went wrong on the way (a disk that is full).
+/// 2 for a file the user gave that cannot be used (a bundle, a key, a signed result, a key
+/// prefix, whatever the reason: missing, unreadable, malformed, forged); 1 when sealing fails.
 fn cert_error(e: CertError) -> AppError {
-    use std::io::ErrorKind;
-    match &e {
-        CertError::Io { source, .. }
-            if !matches!(
-                source.kind(),
-                ErrorKind::NotFound | ErrorKind::InvalidData | ErrorKind::IsADirectory
-            ) =>
-        {
-            AppError::Failed(e.to_string())
-        }
+    match e {
         CertError::Seal(_) => AppError::Failed(e.to_string()),
-        _ => AppError::Invalid(e.to_string()),
+        e => AppError::Invalid(e.to_string()),
     }
 }
 
@@ -290,6 +281,7 @@ fn grade_one(
     let (bundle, bundle_sha256) = Bundle::read(path).map_err(cert_error)?;
     let facts = cert::unseal(key, &bundle.sealed)
         .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
+    cert::check_facts(&bundle, &facts, path).map_err(cert_error)?;
     let (plan, _) = catalog.rubric(path, &facts).map_err(cert_error)?;
     let (grade, self_reported) =
         cert::grade_bundle(&bundle, &facts, &plan, path).map_err(cert_error)?;
