@@ -105,16 +105,17 @@ fn lab_namespaces() -> Vec<String> {
     out
 }
 
-/// Namespaces that appeared during a case and belong to no lab this machine knows of: labs
-/// other processes run meanwhile are registered under /run/sandbox/labs; the case's own state
-/// directory is inside its snapshot.
+/// Lab namespaces that appeared during a case and belong to no lab this machine knows of: labs
+/// other processes run meanwhile are registered under /run/sandbox/labs (and `doctor`'s
+/// namespaces are not a lab's); the case's own state directory is inside its snapshot.
 fn stray_namespaces(before: &[String]) -> Vec<String> {
     lab_namespaces()
         .into_iter()
         .filter(|n| !before.contains(n))
         .filter(|n| {
             let id = n.trim_start_matches("sbx-").split('-').next().unwrap_or("");
-            !Path::new("/run/sandbox/labs").join(id).exists()
+            sandbox::lab::LabId::parse(id).is_some()
+                && !Path::new("/run/sandbox/labs").join(id).exists()
         })
         .collect()
 }

@@ -681,3 +681,89 @@ fn two_results_for_one_candidate_and_lab_never_overwrite_each_other() {
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(&only).unwrap()).unwrap();
     assert_eq!(again, kept);
 }
+
+#[test]
+fn grade_output_is_safe_for_spreadsheets_and_terminals() {
+    let f = Forger::new();
+    let right = f.right();
+    let names = [
+        "=HYPERLINK(\"http://x\")",
+        "+1",
+        "-2+3",
+        "@SUM(A1)",
+        "\tx",
+        "\u{1b}[2J\u{1b}]0;pwned\u{7}",
+    ];
+    let bundles: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let lab = format!("lab{i}");
+            f.bundle(
+                &right,
+                |x| {
+                    x["candidate"] = (*name).into();
+                    x["lab_id"] = lab.clone().into();
+                },
+                |b| {
+                    b["candidate"] = (*name).into();
+                    b["lab_id"] = lab.clone().into();
+                },
+            )
+        })
+        .collect();
+    let csv = f.dir.path().join("grades.csv");
+    let out = sandbox()
+        .arg("grade")
+        .args(&bundles)
+        .arg("--key")
+        .arg(&f.secret)
+        .arg("--out")
+        .arg(f.dir.path().join("results"))
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        !t.contains('\u{1b}') && !t.contains('\u{7}') && t.contains("?[2J?]0;pwned?"),
+        "escape sequences are shown, not run: {t}"
+    );
+    let cells: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.trim_start_matches('"').to_string())
+        .collect();
+    assert_eq!(cells.len(), names.len());
+    for (cell, name) in cells.iter().zip(names) {
+        if name.starts_with(['=', '+', '-', '@', '\t']) {
+            assert!(
+                cell.starts_with('\''),
+                "`{name}` reaches the spreadsheet as `{cell}`"
+            );
+        }
+    }
+    let out = sandbox()
+        .arg("grade")
+        .args(&bundles[..1])
+        .arg("--key")
+        .arg(&f.secret)
+        .arg("--out")
+        .arg(f.dir.path().join("more"))
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an existing CSV is not written over"
+    );
+    assert!(
+        text(&out).contains("grades.csv: already exists"),
+        "{}",
+        text(&out)
+    );
+}

@@ -148,6 +148,14 @@ for name, args, why in [
 ]:
     case("cli", name, args, stderr=[why])
 
+# Text from a scenario file reaches the terminal with its escape sequences shown, not run.
+case("cli", "validate-escapes-in-field-name", ["validate", "{dir}/esc.yaml"],
+     stderr=["esc.yaml:3:1", "unknown field", "?]0;pwned??[2J"],
+     files={"esc.yaml": 'apiVersion: sandbox/v1\nkind: Scenario\n"\\e]0;pwned\\a\\e[2J": 1\n'})
+case("cli", "validate-escapes-in-quoted-line", ["validate", "{dir}/esc.yaml"],
+     stderr=["esc.yaml:3:", "x?[31m"],
+     files={"esc.yaml": "apiVersion: sandbox/v1\nkind: Scenario\nmetadata: {id: x\u001b[31m, bogus: 1}\n"})
+
 # --------------------------------------------------------------------------------------- keys
 secret_line = [l for l in KEY.splitlines() if l.startswith("AGE-SECRET-KEY-")][0]
 sign_secret = [l for l in KEY.splitlines() if l.startswith("SANDBOX-SIGNING-SECRET")][0]
