@@ -767,3 +767,69 @@ fn grade_output_is_safe_for_spreadsheets_and_terminals() {
         text(&out)
     );
 }
+
+#[test]
+fn escape_sequences_in_a_scenario_never_reach_the_terminal() {
+    if !root_or_skip("escape_sequences_in_a_scenario_never_reach_the_terminal") {
+        return;
+    }
+    let _g = serial();
+    let text_of = sandbox::scenario::find_bundled("packet-loss")
+        .unwrap()
+        .text
+        .replace("start_after: 20s", "start_after: 1s")
+        .replace(
+            "title: \"INC-2291 · Checkout latency spikes (sev-3)\"",
+            "title: \"INC-2291 \\e]0;pwned\\a\\e[2J spikes\"",
+        )
+        .replace(
+            "- text: \"Only one hop",
+            "- text: \"\\e[31m\\x9b2JOnly one hop",
+        );
+    assert!(text_of.contains("\\e[31m"));
+    let file = write_temp("esc.yaml", &text_of);
+    let out = sandbox()
+        .args(["run", file.as_str(), "--detach", "--seed", "5"])
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let id = shown
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Lab ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap()
+        .to_string();
+    let lab = Lab::adopt(&id);
+    let clean = |what: &str, out: &str| {
+        assert!(
+            !out.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{what} printed a control character: {out:?}"
+        );
+    };
+    clean("run", &shown);
+    assert!(shown.contains("INC-2291 ?]0;pwned??[2J spikes"), "{shown}");
+    lab.wait_fault("lossy-ledger", "active", Duration::from_secs(10));
+    run_probe(&lab, "tcp-retrans");
+    for _ in 0..3 {
+        let out = text(&sandbox().args(["hint", "--lab", &id]).output().unwrap());
+        clean("hint", &out);
+    }
+    let out = text(
+        &sandbox()
+            .args(["status", &id, "--reveal"])
+            .output()
+            .unwrap(),
+    );
+    clean("status", &out);
+    let out = submit(
+        &lab,
+        "findings:\n  - root_cause: \"\\e[2Jpacket-loss\"\n",
+        &[],
+    );
+    clean("submit", &text(&out));
+    assert_eq!(out.status.code(), Some(2));
+}
