@@ -28,7 +28,7 @@ use grader::findings::Findings;
 use grader::score::{Grade, HintUse};
 
 use crate::plan::Plan;
-use crate::scenario::Source;
+use crate::scenario::{Scenario, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -553,6 +553,8 @@ pub fn verify_file(public: &InstructorPublic, path: &Path) -> Result<SignedResul
 /// instructor names, then the bundled catalog.
 pub struct Catalog {
     sources: Vec<(String, Source)>,
+    /// Each scenario parsed and validated once per batch, by content hash.
+    loaded: std::cell::RefCell<BTreeMap<String, Result<Scenario, String>>>,
 }
 
 impl Catalog {
@@ -571,7 +573,10 @@ impl Catalog {
                 },
             ));
         }
-        Ok(Catalog { sources })
+        Ok(Catalog {
+            sources,
+            loaded: Default::default(),
+        })
     }
 
     /// The rubric a bundle is graded against, rebuilt from the scenario the lab ran (found by
@@ -582,7 +587,7 @@ impl Catalog {
             path: bundle.display().to_string(),
             why,
         };
-        let Some((_, source)) = self
+        let Some((sha, source)) = self
             .sources
             .iter()
             .find(|(sha, _)| *sha == facts.scenario_sha256)
@@ -599,13 +604,19 @@ impl Catalog {
                 crate::term::short(&facts.scenario_sha256, 16)
             )));
         };
-        let scenario = source.load().map_err(|e| {
-            refuse(format!(
-                "the scenario {} is invalid: {}",
-                source.name,
-                crate::term::safe(&e.to_string())
-            ))
-        })?;
+        let scenario = self
+            .loaded
+            .borrow_mut()
+            .entry(sha.clone())
+            .or_insert_with(|| source.load().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|e| {
+                refuse(format!(
+                    "the scenario {} is invalid: {}",
+                    source.name,
+                    crate::term::safe(&e)
+                ))
+            })?;
         if scenario.id() != facts.scenario_id {
             return Err(refuse(format!(
                 "the sealed facts name scenario `{}`, but the scenario with their content hash is `{}`",
