@@ -2,8 +2,8 @@
 //! input (its files and a `case.yaml` saying how to run it and what must come out). Each case
 //! runs the real binary and must exit with the code given, say what is given in stderr, never
 //! panic or write a control character to the terminal, create nothing (no file in or under its
-//! directory, its $HOME, $TMPDIR or lab state directory, no network namespace), and finish
-//! within 1 s and 256 MiB of address space. Adding a case is adding a directory; see tests/bad-inputs/README.md.
+//! directory, its $HOME, $TMPDIR or lab state directory, no lab network namespace left at the
+//! end of the suite), and finish within 1 s and 256 MiB of address space. Adding a case is adding a directory; see tests/bad-inputs/README.md.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -105,28 +105,46 @@ fn lab_namespaces() -> Vec<String> {
     out
 }
 
-/// Lab namespaces that appeared during a case and belong to no lab this machine knows of: labs
-/// other processes run meanwhile are registered under /run/sandbox/labs (and `doctor`'s
-/// namespaces are not a lab's); the case's own state directory is inside its snapshot.
-fn stray_namespaces(before: &[String]) -> Vec<String> {
-    lab_namespaces()
+/// Of `names`, the lab namespaces that exist and belong to no lab: those of labs that other
+/// processes on this machine run have a live supervisor (`sandbox supervise --lab <id>`) or a
+/// directory under /run/sandbox/labs, or go away when the test that made them ends; what a
+/// case registered itself is in its snapshot (its state directory).
+fn unclaimed(names: &[String]) -> Vec<String> {
+    let new: Vec<String> = lab_namespaces()
         .into_iter()
-        .filter(|n| !before.contains(n))
+        .filter(|n| names.contains(n))
+        .collect();
+    if new.is_empty() {
+        return new;
+    }
+    let supervised: Vec<String> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .filter(|c| c.contains("supervise"))
+                .collect()
+        })
+        .unwrap_or_default();
+    new.into_iter()
         .filter(|n| {
             let id = n.trim_start_matches("sbx-").split('-').next().unwrap_or("");
             sandbox::lab::LabId::parse(id).is_some()
                 && !Path::new("/run/sandbox/labs").join(id).exists()
+                && !supervised
+                    .iter()
+                    .any(|c| c.contains(&format!("--lab {id}")))
         })
         .collect()
 }
 
-/// Runs one case; every way it is wrong, or nothing.
-fn run(case_dir: &Path) -> Vec<String> {
+/// Runs one case: every way it is wrong, and the namespaces that appeared meanwhile.
+fn run(case_dir: &Path) -> (Vec<String>, Vec<String>) {
     let spec: Case =
         match serde_saphyr::from_str(&std::fs::read_to_string(case_dir.join("case.yaml")).unwrap())
         {
             Ok(c) => c,
-            Err(e) => return vec![format!("case.yaml: {e}")],
+            Err(e) => return (vec![format!("case.yaml: {e}")], Vec::new()),
         };
     let root = tempfile::tempdir().unwrap();
     let (dir, tmp, home, tmpdir, state) = (
@@ -235,14 +253,14 @@ fn run(case_dir: &Path) -> Vec<String> {
     for p in before.keys().filter(|p| !after.contains_key(*p)) {
         wrong.push(format!("removed {}", p.display()));
     }
-    let stray = stray_namespaces(&namespaces_before);
-    if !stray.is_empty() {
-        wrong.push(format!("network namespaces left: {stray:?}"));
-    }
+    let appeared: Vec<String> = lab_namespaces()
+        .into_iter()
+        .filter(|n| !namespaces_before.contains(n))
+        .collect();
     if !wrong.is_empty() {
         wrong.push(format!("args: {args:?}\nstderr:\n{stderr}"));
     }
-    wrong
+    (wrong, unclaimed(&appeared))
 }
 
 #[test]
@@ -250,16 +268,27 @@ fn every_bad_input_is_refused_cleanly() {
     let cases = cases();
     assert!(!cases.is_empty(), "no cases under tests/bad-inputs");
     let mut failures = Vec::new();
+    let mut suspects = Vec::new();
     let mut slowest = (Duration::ZERO, PathBuf::new());
     for case in &cases {
         let t = Instant::now();
-        let wrong = run(case);
+        let (wrong, appeared) = run(case);
+        suspects.extend(appeared.into_iter().map(|n| (n, case.clone())));
         if t.elapsed() > slowest.0 {
             slowest = (t.elapsed(), case.clone());
         }
         if !wrong.is_empty() {
             failures.push(format!("{}:\n  {}", case.display(), wrong.join("\n  ")));
         }
+    }
+    // Other tests on this machine make namespaces too; one a case left stays, unclaimed.
+    let names: Vec<String> = suspects.iter().map(|(n, _)| n.clone()).collect();
+    for left in unclaimed(&names) {
+        let case = &suspects.iter().find(|(n, _)| *n == left).unwrap().1;
+        failures.push(format!(
+            "{}:\n  left network namespace {left}",
+            case.display()
+        ));
     }
     eprintln!(
         "{} bad inputs; slowest {} ({:?})",
