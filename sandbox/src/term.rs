@@ -43,8 +43,9 @@ pub fn short(s: &str, max: usize) -> String {
     format!("{}{more}", safe(&cut))
 }
 
-/// A parser's message with the values it quotes (`"…"`, the text of the file) left out and
-/// quoted names (`` `…` ``) kept short, so an error never echoes a file's content.
+/// A parser's message with the values it quotes (`"…"`, text of the file) left out unless
+/// each is one short word (`found "refused"`), and quoted names (`` `…` ``) kept short, so an
+/// error never echoes a file's content (a key's line, a whole first line).
 pub fn redact_quoted(msg: &str) -> String {
     let mut out = String::new();
     let mut rest = msg;
@@ -58,7 +59,14 @@ pub fn redact_quoted(msg: &str) -> String {
             break;
         };
         if q == '"' {
-            out.push_str("\"…\"");
+            let value = &after[..j];
+            let word = value.len() <= 16
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            out.push('"');
+            out.push_str(if word { value } else { "…" });
+            out.push('"');
         } else {
             out.push('`');
             out.push_str(&short(&after[..j], 40));
@@ -91,6 +99,10 @@ mod tests {
         assert_eq!(
             redact_quoted("invalid type: string \"AGE-SECRET-KEY-1XYZ\", expected u64"),
             "invalid type: string \"…\", expected u64"
+        );
+        assert_eq!(
+            redact_quoted("string \"password=hunter2\", found \"refused\""),
+            "string \"…\", found \"refused\""
         );
         let long = format!("unknown field `{}\x1b`, expected `a`", "x".repeat(80));
         let r = redact_quoted(&long);
