@@ -9,6 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::lab::{LabDir, now_ms};
@@ -33,8 +36,10 @@ pub enum ExerciseError {
         field: String,
         message: String,
     },
-    #[error("{path}: {problems}")]
-    Lint { path: String, problems: String },
+    /// Problems found after parsing, one a line, each with the file (and where known the line
+    /// and column) in front.
+    #[error("{0}")]
+    Lint(String),
     #[error("lab {0} has no exercise file; it was started by an older sandbox")]
     Missing(String),
 }
@@ -239,12 +244,57 @@ pub fn read_findings(path: &Path) -> Result<Findings, ExerciseError> {
     })?;
     let problems = grader::score::lint(&findings);
     if problems.is_empty() {
-        Ok(findings)
-    } else {
-        Err(ExerciseError::Lint {
-            path: name,
-            problems: problems.join("\n  "),
+        return Ok(findings);
+    }
+    let positions: Option<Positions> = yaml::from_str(&text, Default::default()).ok();
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            let field = p.split(": ").next().unwrap_or("");
+            match positions.as_ref().and_then(|at| at.of(field)) {
+                Some(pos) => format!("{name}:{}:{}: {p}", pos.line, pos.column),
+                None => format!("{name}: {p}"),
+            }
         })
+        .collect();
+    Err(ExerciseError::Lint(lines.join("\n")))
+}
+
+/// Where the fields lint checks were written in a findings file, to point its problems there.
+#[derive(Deserialize)]
+struct Positions {
+    findings: yaml::Spanned<Vec<FindingPositions>>,
+}
+
+#[derive(Deserialize)]
+struct FindingPositions {
+    root_cause: Option<yaml::Spanned<IgnoredAny>>,
+    #[serde(rename = "where")]
+    location: Option<LocationPositions>,
+    magnitude: Option<BTreeMap<String, yaml::Spanned<IgnoredAny>>>,
+}
+
+#[derive(Deserialize)]
+struct LocationPositions {
+    service: Option<yaml::Spanned<IgnoredAny>>,
+    direction: Option<yaml::Spanned<IgnoredAny>>,
+}
+
+impl Positions {
+    /// Where `field` (a path as lint names it: `findings[0].root_cause`) was written.
+    fn of(&self, field: &str) -> Option<yaml::Pos> {
+        if field == "findings" {
+            return Some(self.findings.pos);
+        }
+        let (i, rest) = field.strip_prefix("findings[")?.split_once("].")?;
+        let f = self.findings.value.get(i.parse::<usize>().ok()?)?;
+        let at = match rest {
+            "root_cause" => f.root_cause.as_ref(),
+            "where.service" => f.location.as_ref()?.service.as_ref(),
+            "where.direction" => f.location.as_ref()?.direction.as_ref(),
+            m => f.magnitude.as_ref()?.get(m.strip_prefix("magnitude.")?),
+        };
+        at.map(|s| s.pos)
     }
 }
 
@@ -265,10 +315,9 @@ pub fn check_attachments(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ExerciseError::Lint {
-            path: path.display().to_string(),
-            problems: problems.join("\n  "),
-        })
+        let path = path.display();
+        let lines: Vec<String> = problems.iter().map(|p| format!("{path}: {p}")).collect();
+        Err(ExerciseError::Lint(lines.join("\n")))
     }
 }
 

@@ -21,7 +21,7 @@ fn failed(e: impl std::fmt::Display) -> AppError {
 
 fn invalid(e: ExerciseError) -> AppError {
     match e {
-        e @ (ExerciseError::Findings { .. } | ExerciseError::Lint { .. }) => {
+        e @ (ExerciseError::Findings { .. } | ExerciseError::Lint(_)) => {
             AppError::Invalid(e.to_string())
         }
         e => AppError::Failed(e.to_string()),
