@@ -94,11 +94,17 @@ pub const MAX_BUNDLE_BYTES: u64 = 64 << 20;
 /// The largest signed result accepted.
 pub const MAX_RESULT_BYTES: u64 = 4 << 20;
 
-/// Reads at most `max` bytes of `path` (the cap holds while reading, whatever the file's size
-/// claims: special files report 0), as UTF-8.
-pub fn read_capped(path: &Path, what: &'static str, max: u64) -> Result<Vec<u8>, CertError> {
+/// Reads at most `max` bytes of `path`: the cap holds while reading, whatever size the file
+/// claims (special files claim 0), and a FIFO without a writer reads as empty instead of
+/// waiting for one.
+fn read_capped(path: &Path, what: &'static str, max: u64) -> Result<Vec<u8>, CertError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(io(path))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io(path))?;
     if file.metadata().map_err(io(path))?.is_dir() {
         return Err(format_err(path, what, "it is a directory"));
     }
@@ -835,6 +841,20 @@ mod tests {
         std::fs::write(&k, format!("{secret}{SIGN_SECRET}not-base64\n")).unwrap();
         let e = InstructorKey::load(&k).err().unwrap().to_string();
         assert!(e.contains("not a 32-byte key"), "{e}");
+    }
+
+    #[test]
+    fn special_files_are_read_with_a_cap_and_never_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = InstructorPublic::load(&fifo).err().unwrap().to_string();
+        assert!(e.contains("needs a line starting age1"), "{e}");
+        let e = InstructorKey::load(Path::new("/dev/zero"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("larger than 16384 bytes"), "{e}");
     }
 
     fn signed(key: &InstructorKey) -> SignedResult {

@@ -200,7 +200,13 @@ pub fn read_findings(path: &Path) -> Result<Findings, ExerciseError> {
         field: String::new(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(io(path))?;
+    // Non-blocking: a FIFO without a writer reads as empty instead of hanging.
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io(path))?;
     if file.metadata().map_err(io(path))?.is_dir() {
         return Err(at_start("a directory, not a findings file".into()));
     }
