@@ -155,7 +155,7 @@ fn main() {
         lib.as_secs_f64() * 1e6 / N as f64
     );
     println!(
-        "| `sandbox grade` on bundles: read, unseal, grade, sign, write | {:.0} ms | {:.0} µs |",
+        "| `sandbox grade` on bundles: read, unseal, rebuild the rubric, grade, sign, write | {:.0} ms | {:.0} µs |",
         cli.as_secs_f64() * 1e3,
         cli.as_secs_f64() * 1e6 / N as f64
     );
