@@ -4,7 +4,8 @@
 //!
 //! Reports (1) the grader alone on 1,000 in-memory submissions, and (2) `sandbox grade` end to
 //! end on 1,000 certification bundles: reading each, unsealing its facts with the
-//! instructor's key, grading, signing and writing a result, plus the table and CSV. Target:
+//! instructor's key, rebuilding the rubric from the scenario and the sealed seed, grading,
+//! signing and writing a result, plus the table and CSV. Target:
 //! under 1 s for 1,000.
 
 use std::collections::BTreeMap;
@@ -60,7 +61,8 @@ fn submission(i: usize) -> Submission {
 }
 
 fn main() {
-    let scenario = Source::resolve("packet-loss").unwrap().load().unwrap();
+    let source = Source::resolve("packet-loss").unwrap();
+    let scenario = source.load().unwrap();
     let plan = Plan::build(&scenario, 1).unwrap();
     let subs: Vec<Submission> = (0..N).map(submission).collect();
 
@@ -78,15 +80,21 @@ fn main() {
     let key = InstructorKey::load(&secret).unwrap_or(key);
     let bundles = dir.path().join("bundles");
     std::fs::create_dir_all(&bundles).unwrap();
+    let scenario_sha256 = cert::sha256_hex(source.text.as_bytes());
     for (i, s) in subs.iter().enumerate() {
+        let drawn = Plan::build(&scenario, i as u64).unwrap();
         let facts = SealedFacts {
             candidate: format!("c{i:04}"),
             scenario_id: "packet-loss".into(),
             lab_id: format!("l{i:04}"),
+            scenario_sha256: scenario_sha256.clone(),
             seed: i as u64,
-            params: BTreeMap::new(),
+            params: drawn
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
             faults: vec![],
-            exercise: plan.exercise.clone(),
             ready_ms: 0,
         };
         let b = Bundle {
@@ -94,10 +102,16 @@ fn main() {
             candidate: facts.candidate.clone(),
             scenario_id: facts.scenario_id.clone(),
             lab_id: facts.lab_id.clone(),
+            scenario_sha256: scenario_sha256.clone(),
             submitted_ms: 600_000,
             findings: s.findings.clone(),
             evidence: s.evidence.clone(),
-            hints: s.hints.clone(),
+            hints: s
+                .hints
+                .iter()
+                .filter(|h| h.index < drawn.hints.len())
+                .cloned()
+                .collect(),
             attachments: BTreeMap::new(),
             sealed: cert::seal(&key.public(), &facts).unwrap(),
         };
@@ -141,7 +155,7 @@ fn main() {
         lib.as_secs_f64() * 1e6 / N as f64
     );
     println!(
-        "| `sandbox grade` on bundles: read, unseal, grade, sign, write | {:.0} ms | {:.0} µs |",
+        "| `sandbox grade` on bundles: read, unseal, rebuild the rubric, grade, sign, write | {:.0} ms | {:.0} µs |",
         cli.as_secs_f64() * 1e3,
         cli.as_secs_f64() * 1e6 / N as f64
     );

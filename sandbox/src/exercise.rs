@@ -9,6 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::lab::{LabDir, now_ms};
@@ -33,8 +36,10 @@ pub enum ExerciseError {
         field: String,
         message: String,
     },
-    #[error("{path}: {problems}")]
-    Lint { path: String, problems: String },
+    /// Problems found after parsing, one a line, each with the file (and where known the line
+    /// and column) in front.
+    #[error("{0}")]
+    Lint(String),
     #[error("lab {0} has no exercise file; it was started by an older sandbox")]
     Missing(String),
 }
@@ -47,6 +52,9 @@ pub struct LabExercise {
     pub grading: Option<Exercise>,
     /// The candidate, in certification mode.
     pub candidate: Option<String>,
+    /// In certification mode, SHA-256 of the scenario file the lab runs; the bundle records it.
+    #[serde(default)]
+    pub scenario_sha256: Option<String>,
 }
 
 impl LabExercise {
@@ -55,6 +63,7 @@ impl LabExercise {
             hints: plan.hints.clone(),
             grading: candidate.is_none().then(|| plan.exercise.clone()),
             candidate: candidate.map(str::to_string),
+            scenario_sha256: None,
         }
     }
 }
@@ -178,24 +187,50 @@ pub fn next_hint(dir: &LabDir) -> Result<Option<(usize, Hint)>, ExerciseError> {
 /// The largest findings file accepted; a findings file is a page of YAML.
 pub const MAX_FINDINGS_BYTES: u64 = 256 * 1024;
 
-/// Reads a learner's findings: strict YAML, root causes from the taxonomy, attachments inside
-/// the lab directory. Learner text is data, never rendered as a template.
-pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseError> {
+/// Reads a learner's findings: strict YAML, root causes from the taxonomy, at most
+/// [`MAX_FINDINGS_BYTES`] (counted while reading). Learner text is data, never rendered as a
+/// template. Attachments are checked against a lab by [`check_attachments`].
+pub fn read_findings(path: &Path) -> Result<Findings, ExerciseError> {
+    use std::io::Read;
     let name = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    if meta.len() > MAX_FINDINGS_BYTES {
-        return Err(ExerciseError::Findings {
-            path: name,
-            line: 1,
-            column: 1,
-            field: String::new(),
-            message: format!(
-                "the file is {} bytes; a findings file may be at most {MAX_FINDINGS_BYTES}",
-                meta.len()
-            ),
-        });
+    let at_start = |message: String| ExerciseError::Findings {
+        path: name.clone(),
+        line: 1,
+        column: 1,
+        field: String::new(),
+        message,
+    };
+    // Non-blocking: a FIFO without a writer reads as empty instead of hanging.
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io(path))?;
+    if file.metadata().map_err(io(path))?.is_dir() {
+        return Err(at_start("a directory, not a findings file".into()));
     }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FINDINGS_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    if bytes.len() as u64 > MAX_FINDINGS_BYTES {
+        return Err(at_start(format!(
+            "the file is larger than {MAX_FINDINGS_BYTES} bytes; a findings file may be at most {MAX_FINDINGS_BYTES}"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() as u32 + 1;
+        let column = valid.iter().rev().take_while(|b| **b != b'\n').count() as u32 + 1;
+        ExerciseError::Findings {
+            path: name.clone(),
+            line,
+            column,
+            field: String::new(),
+            message: "not UTF-8 text".into(),
+        }
+    })?;
     let findings: Findings = yaml::from_str(
         &text,
         yaml::Limits {
@@ -213,7 +248,69 @@ pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseErro
         },
         message: e.message,
     })?;
-    let mut problems = grader::score::lint(&findings);
+    let problems = grader::score::lint(&findings);
+    if problems.is_empty() {
+        return Ok(findings);
+    }
+    let positions: Option<Positions> = yaml::from_str(&text, Default::default()).ok();
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            let field = p.split(": ").next().unwrap_or("");
+            match positions.as_ref().and_then(|at| at.of(field)) {
+                Some(pos) => format!("{name}:{}:{}: {p}", pos.line, pos.column),
+                None => format!("{name}: {p}"),
+            }
+        })
+        .collect();
+    Err(ExerciseError::Lint(lines.join("\n")))
+}
+
+/// Where the fields lint checks were written in a findings file, to point its problems there.
+#[derive(Deserialize)]
+struct Positions {
+    findings: yaml::Spanned<Vec<FindingPositions>>,
+}
+
+#[derive(Deserialize)]
+struct FindingPositions {
+    root_cause: Option<yaml::Spanned<IgnoredAny>>,
+    #[serde(rename = "where")]
+    location: Option<LocationPositions>,
+    magnitude: Option<BTreeMap<String, yaml::Spanned<IgnoredAny>>>,
+}
+
+#[derive(Deserialize)]
+struct LocationPositions {
+    service: Option<yaml::Spanned<IgnoredAny>>,
+    direction: Option<yaml::Spanned<IgnoredAny>>,
+}
+
+impl Positions {
+    /// Where `field` (a path as lint names it: `findings[0].root_cause`) was written.
+    fn of(&self, field: &str) -> Option<yaml::Pos> {
+        if field == "findings" {
+            return Some(self.findings.pos);
+        }
+        let (i, rest) = field.strip_prefix("findings[")?.split_once("].")?;
+        let f = self.findings.value.get(i.parse::<usize>().ok()?)?;
+        let at = match rest {
+            "root_cause" => f.root_cause.as_ref(),
+            "where.service" => f.location.as_ref()?.service.as_ref(),
+            "where.direction" => f.location.as_ref()?.direction.as_ref(),
+            m => f.magnitude.as_ref()?.get(m.strip_prefix("magnitude.")?),
+        };
+        at.map(|s| s.pos)
+    }
+}
+
+/// Checks that every attachment of `findings` is a file inside the lab directory.
+pub fn check_attachments(
+    path: &Path,
+    findings: &Findings,
+    lab: &LabDir,
+) -> Result<(), ExerciseError> {
+    let mut problems = Vec::new();
     for (i, f) in findings.findings.iter().enumerate() {
         for (j, a) in f.attachments.iter().enumerate() {
             if let Err(why) = attachment_path(lab, a) {
@@ -222,12 +319,11 @@ pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseErro
         }
     }
     if problems.is_empty() {
-        Ok(findings)
+        Ok(())
     } else {
-        Err(ExerciseError::Lint {
-            path: name,
-            problems: problems.join("\n  "),
-        })
+        let path = path.display();
+        let lines: Vec<String> = problems.iter().map(|p| format!("{path}: {p}")).collect();
+        Err(ExerciseError::Lint(lines.join("\n")))
     }
 }
 

@@ -27,6 +27,7 @@ pub mod report;
 pub mod scenario;
 pub mod symptoms;
 pub mod sys;
+pub mod term;
 pub mod topology;
 pub mod verify;
 pub mod yaml;

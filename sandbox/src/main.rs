@@ -244,6 +244,11 @@ enum Cmd {
         /// The instructor's secret key.
         #[arg(long, required_unless_present = "verify")]
         key: Option<std::path::PathBuf>,
+        /// A scenario file a lab ran that is not a bundled one (edited, or your own); repeat
+        /// for several. The rubric is always rebuilt from the scenario, never read from a bundle.
+        #[arg(long, value_name = "FILE")]
+        scenario: Vec<std::path::PathBuf>,
+        /// Write a CSV of the grades (a new file; an existing one is not written over).
         #[arg(long)]
         csv: Option<std::path::PathBuf>,
         #[arg(long)]
@@ -252,7 +257,7 @@ enum Cmd {
         #[arg(long, default_value = "results")]
         out: std::path::PathBuf,
         /// Check a signed result instead of grading.
-        #[arg(long, value_name = "RESULT", requires = "public", conflicts_with_all = ["bundles", "key"])]
+        #[arg(long, value_name = "RESULT", requires = "public", conflicts_with_all = ["bundles", "key", "scenario"])]
         verify: Option<std::path::PathBuf>,
         /// The instructor's public key, with --verify.
         #[arg(long)]
@@ -487,6 +492,7 @@ fn main() -> ExitCode {
         Cmd::Grade {
             bundles,
             key,
+            scenario,
             csv,
             json,
             out,
@@ -495,6 +501,7 @@ fn main() -> ExitCode {
             Some(key) => app::grade(app::GradeOptions {
                 bundles,
                 key,
+                scenarios: scenario,
                 csv,
                 json,
                 out,

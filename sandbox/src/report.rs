@@ -660,24 +660,37 @@ pub fn grade_csv(results: &[&crate::cert::SignedResult]) -> String {
     ]);
     for r in results {
         let g = &r.grade;
-        let _ = w.write_record([
-            r.candidate.clone(),
-            r.scenario_id.clone(),
-            r.lab_id.clone(),
-            g.score.to_string(),
-            g.max.to_string(),
-            format!("{:.1}", g.percent),
-            g.passed.to_string(),
-            g.late.to_string(),
-            g.hint_cost.to_string(),
-            g.penalty.to_string(),
-            g.time_taken_s
-                .map(|t| format!("{t:.0}"))
-                .unwrap_or_default(),
-            r.bundle_sha256.clone(),
-        ]);
+        let _ = w.write_record(
+            [
+                r.candidate.clone(),
+                r.scenario_id.clone(),
+                r.lab_id.clone(),
+                g.score.to_string(),
+                g.max.to_string(),
+                format!("{:.1}", g.percent),
+                g.passed.to_string(),
+                g.late.to_string(),
+                g.hint_cost.to_string(),
+                g.penalty.to_string(),
+                g.time_taken_s
+                    .map(|t| format!("{t:.0}"))
+                    .unwrap_or_default(),
+                r.bundle_sha256.clone(),
+            ]
+            .map(|c| csv_cell(&c)),
+        );
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A cell a spreadsheet will not run as a formula: one starting with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return gets a leading `'`.
+pub fn csv_cell(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
 }
 
 #[cfg(test)]

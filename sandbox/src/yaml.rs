@@ -175,8 +175,9 @@ fn clean_path(raw: &str) -> String {
     if p == "." { String::new() } else { p }
 }
 
-/// Drops the position the parser appends (we show it ourselves) and turns Rust type names
-/// into words a scenario author knows.
+/// Drops the position the parser appends (we show it ourselves), turns Rust type names into
+/// words a scenario author knows, and leaves out the values it quotes: a message never echoes
+/// the file (which may be a key given by mistake, or hold escape sequences).
 fn clean_message(raw: &str, pos: Pos) -> String {
     let suffix = format!(" at line {}, column {}", pos.line, pos.column);
     let msg = raw.lines().next().unwrap_or(raw);
@@ -198,7 +199,7 @@ fn clean_message(raw: &str, pos: Pos) -> String {
             return to.to_string();
         }
     }
-    msg.to_string()
+    crate::term::redact_quoted(msg)
 }
 
 #[cfg(test)]

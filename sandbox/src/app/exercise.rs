@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use super::AppError;
-use crate::cert::{self, Bundle, InstructorKey, InstructorPublic, SignedResult};
+use crate::cert::{self, Bundle, CertError, InstructorKey, InstructorPublic, SignedResult};
 use crate::exercise::{self, ExerciseError};
 use crate::lab::{self, LabDir, now_ms};
 use crate::report;
+use crate::term::safe;
 
 /// Why the hint and grading commands need root.
 const SECRET: &str = "hints not yet shown and the answers are readable by root only";
@@ -20,10 +21,19 @@ fn failed(e: impl std::fmt::Display) -> AppError {
 
 fn invalid(e: ExerciseError) -> AppError {
     match e {
-        e @ (ExerciseError::Findings { .. } | ExerciseError::Lint { .. }) => {
+        e @ (ExerciseError::Findings { .. } | ExerciseError::Lint(_)) => {
             AppError::Invalid(e.to_string())
         }
         e => AppError::Failed(e.to_string()),
+    }
+}
+
+/// 2 for a file the user gave that cannot be used (a bundle, a key, a signed result, a key
+/// prefix, whatever the reason: missing, unreadable, malformed, forged); 1 when sealing fails.
+fn cert_error(e: CertError) -> AppError {
+    match e {
+        CertError::Seal(_) => AppError::Failed(e.to_string()),
+        e => AppError::Invalid(e.to_string()),
     }
 }
 
@@ -39,7 +49,7 @@ pub fn hint(lab_id: Option<&str>) -> Result<(), AppError> {
             } else {
                 format!("costs {} points", h.cost)
             };
-            println!("Hint {} ({cost}):\n{}", i + 1, h.text.trim_end());
+            println!("Hint {} ({cost}):\n{}", i + 1, safe(h.text.trim_end()));
         }
         None => println!(
             "No more hints for what you have done so far. Try another probe, then ask again."
@@ -59,12 +69,12 @@ pub fn findings_template(lab_id: Option<&str>) -> Result<(), AppError> {
     services.dedup();
     print!(
         "{}",
-        report::findings_template(
+        safe(&report::findings_template(
             state
                 .as_ref()
                 .map(|s| (s.id.as_str(), s.scenario_id.as_str())),
             &services
-        )
+        ))
     );
     Ok(())
 }
@@ -83,13 +93,21 @@ pub struct SubmitOptions {
 /// `sandbox submit`: grades a practice lab on the spot, or writes a certification bundle for
 /// the instructor.
 pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
+    // A findings file that cannot be graded anywhere is reported before looking for a lab.
+    let findings =
+        exercise::read_findings(&o.file).map_err(|e| AppError::Invalid(e.to_string()))?;
     super::require_root_because("submit", SECRET)?;
     let state = lab::find(o.lab.as_deref())?;
     let dir = LabDir::new(&state.id);
-    let findings = exercise::read_findings(&o.file, &dir).map_err(invalid)?;
+    exercise::check_attachments(&o.file, &findings, &dir).map_err(invalid)?;
     let ex = exercise::read(&dir).map_err(invalid)?;
     if let Some(candidate) = &ex.candidate {
-        return submit_bundle(&dir, &state, candidate, findings, o.out);
+        let Some(sha) = &ex.scenario_sha256 else {
+            return Err(failed(
+                "this certification lab was started by an older sandbox; its scenario is not recorded",
+            ));
+        };
+        return submit_bundle(&dir, &state, (candidate, sha), findings, o.out);
     }
     let Some(grading) = ex.grading else {
         return Err(failed("this lab has nothing to grade against"));
@@ -115,13 +133,13 @@ pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
             serde_json::to_string_pretty(&grade).unwrap_or_default()
         );
     } else if o.junit {
-        print!("{}", report::junit(&title, &grade));
+        print!("{}", safe(&report::junit(&title, &grade)));
     } else {
-        print!("{}", report::grade(&title, &grade));
+        print!("{}", safe(&report::grade(&title, &grade)));
         if o.reveal {
             println!("\nThe faults were:");
             for e in &grading.expected {
-                println!("  {}: {}", e.id, e.summary);
+                println!("  {}: {}", safe(&e.id), safe(&e.summary));
             }
         }
     }
@@ -135,7 +153,7 @@ pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
 fn submit_bundle(
     dir: &LabDir,
     state: &lab::State,
-    candidate: &str,
+    (candidate, scenario_sha256): (&str, &str),
     findings: grader::findings::Findings,
     out: Option<PathBuf>,
 ) -> Result<(), AppError> {
@@ -155,6 +173,7 @@ fn submit_bundle(
         candidate: candidate.to_string(),
         scenario_id: state.scenario_id.clone(),
         lab_id: state.id.to_string(),
+        scenario_sha256: scenario_sha256.to_string(),
         submitted_ms: now_ms(),
         findings,
         evidence: exercise::evidence(dir),
@@ -183,7 +202,7 @@ fn submit_bundle(
 
 /// `sandbox keys generate`.
 pub fn keys_generate(prefix: &Path) -> Result<(), AppError> {
-    let (k, p) = cert::generate(prefix).map_err(failed)?;
+    let (k, p) = cert::generate(prefix).map_err(cert_error)?;
     println!(
         "Wrote {} (secret: decrypts and signs; keep it) and {} (give it to labs: run --certify … --instructor {}).",
         k.display(),
@@ -196,107 +215,122 @@ pub fn keys_generate(prefix: &Path) -> Result<(), AppError> {
 pub struct GradeOptions {
     pub bundles: Vec<PathBuf>,
     pub key: PathBuf,
+    /// Scenario files labs ran that are not the bundled ones.
+    pub scenarios: Vec<PathBuf>,
     pub csv: Option<PathBuf>,
     pub json: bool,
     /// Where signed results are written, one per bundle.
     pub out: PathBuf,
 }
 
-/// `sandbox grade`: grades certification bundles with the instructor's key, writes one signed
-/// result per bundle, and prints a table (and CSV).
+/// `sandbox grade`: grades certification bundles with the instructor's key against rubrics
+/// rebuilt from their scenarios, writes one signed result per bundle (never over another),
+/// and prints a table (and CSV). Exits 2 when any bundle is invalid or refused.
 pub fn grade(o: GradeOptions) -> Result<(), AppError> {
-    let key = InstructorKey::load(&o.key).map_err(|e| AppError::Invalid(e.to_string()))?;
-    std::fs::create_dir_all(&o.out).map_err(|e| failed(format!("{}: {e}", o.out.display())))?;
+    let key = InstructorKey::load(&o.key).map_err(cert_error)?;
+    let catalog = cert::Catalog::new(&o.scenarios).map_err(cert_error)?;
     let mut rows = Vec::new();
     let mut problems = Vec::new();
+    let mut invalid = 0;
     for path in &o.bundles {
-        match grade_one(&key, path, &o.out) {
-            Ok((r, written)) => rows.push((r, written)),
-            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        match grade_one(&key, &catalog, path, &o.out) {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                invalid += usize::from(e.exit_code() == 2);
+                problems.push(e.to_string());
+            }
         }
     }
-    let results: Vec<&SignedResult> = rows.iter().map(|(r, _)| r).collect();
+    let results: Vec<&SignedResult> = rows.iter().collect();
     if o.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&results).unwrap_or_default()
         );
-    } else {
-        print!("{}", report::grade_batch(&results));
-        println!("\nSigned results in {}.", o.out.display());
+    } else if !results.is_empty() {
+        print!("{}", safe(&report::grade_batch(&results)));
+        println!("\nHints, evidence runs and times are as each candidate's machine reported them.");
+        println!("Signed results in {}.", o.out.display());
     }
-    if let Some(csv) = &o.csv {
-        std::fs::write(csv, report::grade_csv(&results))
-            .map_err(|e| failed(format!("{}: {e}", csv.display())))?;
+    if let Some(csv) = &o.csv
+        && !results.is_empty()
+    {
+        write_new(csv, report::grade_csv(&results).as_bytes())?;
     }
     for p in &problems {
-        eprintln!("error: {p}");
+        eprintln!("error: {}", safe(p));
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::Failed(format!(
-            "{} submission(s) could not be graded",
-            problems.len()
-        )))
+    let summary = format!("{} submission(s) could not be graded", problems.len());
+    match (problems.is_empty(), invalid > 0) {
+        (true, _) => Ok(()),
+        (false, true) => Err(AppError::Invalid(summary)),
+        (false, false) => Err(AppError::Failed(summary)),
     }
+}
+
+/// Writes a new file; an existing one is an error, never overwritten.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => failed(format!(
+                "{}: already exists; results are never written over (move it away, or grade into another --out)",
+                path.display()
+            )),
+            _ => failed(format!("{}: {e}", path.display())),
+        })?;
+    f.write_all(bytes)
+        .map_err(|e| failed(format!("{}: {e}", path.display())))
 }
 
 fn grade_one(
     key: &InstructorKey,
+    catalog: &cert::Catalog,
     path: &Path,
     out: &Path,
-) -> Result<(SignedResult, PathBuf), AppError> {
-    let bundle = Bundle::read(path).map_err(failed)?;
-    let facts = cert::unseal(key, &bundle.sealed).map_err(failed)?;
-    if facts.candidate != bundle.candidate || facts.lab_id != bundle.lab_id {
-        return Err(failed(format!(
-            "the sealed facts belong to {} (lab {}), not {} (lab {})",
-            facts.candidate, facts.lab_id, bundle.candidate, bundle.lab_id
-        )));
-    }
-    let problems = grader::score::lint(&bundle.findings);
-    let taken =
-        std::time::Duration::from_millis(bundle.submitted_ms.saturating_sub(facts.ready_ms));
-    let sub = grader::score::Submission {
-        findings: if problems.is_empty() {
-            bundle.findings.clone()
-        } else {
-            Default::default()
-        },
-        evidence: bundle.evidence.clone(),
-        hints: bundle.hints.clone(),
-        time_taken: Some(taken),
-    };
-    let grade = grader::score::grade(&facts.exercise, &sub);
+) -> Result<SignedResult, AppError> {
+    let (bundle, bundle_sha256) = Bundle::read(path).map_err(cert_error)?;
+    let facts = cert::unseal(key, &bundle.sealed)
+        .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
+    cert::check_facts(&bundle, &facts, path).map_err(cert_error)?;
+    let (plan, _) = catalog.rubric(path, &facts).map_err(cert_error)?;
+    let (grade, self_reported) =
+        cert::grade_bundle(&bundle, &facts, &plan, path).map_err(cert_error)?;
     let result = cert::sign(
         key,
         SignedResult {
             format: cert::RESULT_FORMAT.into(),
-            candidate: bundle.candidate.clone(),
-            scenario_id: facts.scenario_id.clone(),
+            candidate: facts.candidate.clone(),
+            scenario_id: plan.scenario.id.clone(),
             lab_id: facts.lab_id.clone(),
-            bundle_sha256: Bundle::digest(path).map_err(failed)?,
+            scenario_sha256: facts.scenario_sha256.clone(),
+            bundle_sha256,
             graded_ms: now_ms(),
             grade,
+            self_reported,
             signature: String::new(),
         },
     );
+    std::fs::create_dir_all(out).map_err(|e| failed(format!("{}: {e}", out.display())))?;
     let file = out.join(format!(
         "result-{}-{}.json",
-        safe(&result.candidate),
-        safe(&result.lab_id)
+        safe_name(&result.candidate),
+        safe_name(&result.lab_id)
     ));
-    std::fs::write(
+    write_new(
         &file,
-        serde_json::to_vec_pretty(&result).unwrap_or_default(),
-    )
-    .map_err(|e| failed(format!("{}: {e}", file.display())))?;
-    Ok((result, file))
+        &serde_json::to_vec_pretty(&result).unwrap_or_default(),
+    )?;
+    Ok(result)
 }
 
 /// A name that is safe as part of a file name.
-fn safe(s: &str) -> String {
+fn safe_name(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -311,31 +345,27 @@ fn safe(s: &str) -> String {
 
 /// `sandbox grade --verify`: whether a signed result is exactly as graded.
 pub fn verify_result(result: &Path, public: &Path) -> Result<(), AppError> {
-    let public = InstructorPublic::load(public).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let text = std::fs::read_to_string(result)
-        .map_err(|e| failed(format!("{}: {e}", result.display())))?;
-    let r: SignedResult = serde_json::from_str(&text).map_err(|e| {
-        AppError::Invalid(format!("{}: not a signed result ({e})", result.display()))
-    })?;
-    if cert::verify(&public, &r) {
-        println!(
-            "valid: {} scored {}/{} on {} (lab {}), {}",
-            r.candidate,
-            r.grade.score,
-            r.grade.max,
-            r.scenario_id,
-            r.lab_id,
-            if r.grade.passed {
-                "passed"
-            } else {
-                "not passed"
-            }
-        );
-        Ok(())
-    } else {
-        Err(AppError::Failed(format!(
-            "{}: INVALID: the result was changed after it was signed, or another key signed it",
-            result.display()
-        )))
-    }
+    let public = InstructorPublic::load(public).map_err(cert_error)?;
+    let r = cert::verify_file(&public, result).map_err(cert_error)?;
+    let s = &r.self_reported;
+    println!(
+        "valid: {} scored {}/{} on {} (lab {}), {}",
+        safe(&r.candidate),
+        r.grade.score,
+        r.grade.max,
+        safe(&r.scenario_id),
+        safe(&r.lab_id),
+        if r.grade.passed {
+            "passed"
+        } else {
+            "not passed"
+        }
+    );
+    println!(
+        "self-reported by the candidate's machine: {} hint(s), {} probe run(s), {} from the lab being ready to the submission",
+        s.hints.len(),
+        s.evidence_runs,
+        report::short_duration_ms(s.submitted_ms.saturating_sub(s.lab_ready_ms))
+    );
+    Ok(())
 }

@@ -13,6 +13,7 @@ use crate::plan::{self, Plan};
 use crate::report;
 use crate::scenario::{self, BackendKind, ScenarioError, Source};
 use crate::symptoms;
+use crate::term::safe;
 
 mod cluster;
 mod exercise;
@@ -74,18 +75,26 @@ impl AppError {
                 text,
                 diagnostics,
             }) => {
+                // The file's text and what the messages quote of it are made safe before the
+                // renderer adds its own colours.
+                let (name, text) = (safe(source_name), safe(text));
                 let mut out: String = diagnostics
                     .iter()
-                    .map(|d| report::diagnostic(source_name, text, d, color))
+                    .map(|d| {
+                        let mut d = d.clone();
+                        d.message = safe(&d.message).into_owned();
+                        d.path = safe(&d.path).into_owned();
+                        report::diagnostic(&name, &text, &d, color)
+                    })
                     .collect();
                 out.push_str(&format!(
-                    "{} problem{} in {source_name}\n",
+                    "{} problem{} in {name}\n",
                     diagnostics.len(),
                     if diagnostics.len() == 1 { "" } else { "s" }
                 ));
                 out
             }
-            other => format!("error: {other}\n"),
+            other => format!("error: {}\n", safe(&other.to_string())),
         }
     }
 }
@@ -150,7 +159,7 @@ pub fn list(json: bool) -> Result<(), AppError> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", report::scenario_list(&items));
+        print!("{}", safe(&report::scenario_list(&items)));
         println!();
     }
     Ok(())
@@ -247,6 +256,7 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
             candidate: candidate.clone(),
             instructor: crate::cert::InstructorPublic::load(key)
                 .map_err(|e| AppError::Invalid(e.to_string()))?,
+            scenario_sha256: crate::cert::sha256_hex(source.text.as_bytes()),
         }),
         None => None,
     };
@@ -280,7 +290,7 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
         launched.startup.as_secs_f64()
     );
     println!();
-    print!("{}", briefing(st));
+    print!("{}", safe(&briefing(st)));
     if let Some(t) = st.time_limit_s {
         println!();
         println!("Time limit: {}.", report::short_duration_ms(t * 1000));
@@ -318,6 +328,7 @@ pub fn start(
         certification: certification.as_ref().map(|c| lab::Certification {
             candidate: c.candidate.clone(),
             instructor: c.instructor.clone(),
+            scenario_sha256: c.scenario_sha256.clone(),
         }),
         prepare: &prepare,
     };
@@ -335,8 +346,11 @@ fn write_exercise(
     certification: Option<&lab::Certification>,
 ) -> Result<(), String> {
     let candidate = certification.map(|c| c.candidate.as_str());
-    crate::exercise::write(dir, &crate::exercise::LabExercise::of(plan, candidate))
-        .map_err(|e| e.to_string())?;
+    let exercise = crate::exercise::LabExercise {
+        scenario_sha256: certification.map(|c| c.scenario_sha256.clone()),
+        ..crate::exercise::LabExercise::of(plan, candidate)
+    };
+    crate::exercise::write(dir, &exercise).map_err(|e| e.to_string())?;
     let Some(cert) = certification else {
         return Ok(());
     };
@@ -344,6 +358,7 @@ fn write_exercise(
         candidate: cert.candidate.clone(),
         scenario_id: plan.scenario.id.clone(),
         lab_id: state.id.to_string(),
+        scenario_sha256: cert.scenario_sha256.clone(),
         seed: plan.seed,
         params: plan
             .params
@@ -355,7 +370,6 @@ fn write_exercise(
             .iter()
             .map(|f| format!("{} on {}", f.effect, f.target))
             .collect(),
-        exercise: plan.exercise.clone(),
         ready_ms: state.created_ms,
     };
     let sealed =
@@ -379,9 +393,9 @@ fn watch_until_interrupt(id: &LabId, color: bool) -> Result<(), AppError> {
                     match LabDir::new(id).read_state() {
                         Some(state) => {
                             if std::io::stdout().is_terminal() {
-                                print!("\x1b[2J\x1b[H{}\n{}", briefing(&state), status_page(&state));
+                                print!("\x1b[2J\x1b[H{}\n{}", safe(&briefing(&state)), safe(&status_page(&state)));
                             } else {
-                                print!("{}", status_page(&state));
+                                print!("{}", safe(&status_page(&state)));
                             }
                             let _ = std::io::stdout().flush();
                         }
@@ -437,7 +451,7 @@ pub fn status(id: Option<&str>, o: StatusOptions) -> Result<(), AppError> {
     } = o;
     let labs = lab::list();
     if id.is_none() && labs.len() > 1 && !json {
-        println!("{}", report::lab_list(&labs, lab::now_ms()));
+        println!("{}", safe(&report::lab_list(&labs, lab::now_ms())));
         println!("Several labs are running; `sandbox status <lab>` shows one.");
         return Ok(());
     }
@@ -458,14 +472,14 @@ pub fn status(id: Option<&str>, o: StatusOptions) -> Result<(), AppError> {
         return Ok(());
     }
     if !watch {
-        print!("{}", status_page(&state));
+        print!("{}", safe(&status_page(&state)));
         return Ok(());
     }
     loop {
         let Some(state) = state_for(&state.id, view)? else {
             return Ok(());
         };
-        print!("\x1b[2J\x1b[H{}", status_page(&state));
+        print!("\x1b[2J\x1b[H{}", safe(&status_page(&state)));
         let _ = std::io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -517,9 +531,9 @@ pub fn logs(lab_id: Option<&str>, name: &str, follow: bool, lines: usize) -> Res
         let all: Vec<&str> = text.lines().collect();
         for l in &all[all.len().saturating_sub(lines)..] {
             if prefix {
-                println!("{inst}: {l}");
+                println!("{inst}: {}", safe(l));
             } else {
-                println!("{l}");
+                println!("{}", safe(l));
             }
         }
         offsets.push(text.len() as u64);
@@ -541,9 +555,9 @@ pub fn logs(lab_id: Option<&str>, name: &str, follow: bool, lines: usize) -> Res
                 *off = bytes.len() as u64;
                 for l in new.lines() {
                     if prefix {
-                        println!("{inst}: {l}");
+                        println!("{inst}: {}", safe(l));
                     } else {
-                        println!("{l}");
+                        println!("{}", safe(l));
                     }
                 }
             }
@@ -763,7 +777,7 @@ pub fn verify(
     for name in &names {
         let report = verify_one(name, seed, backend)?;
         if !json {
-            print!("{}", crate::verify::render(&report));
+            print!("{}", safe(&crate::verify::render(&report)));
             println!();
         }
         if !report.passed() {

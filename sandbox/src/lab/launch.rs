@@ -52,6 +52,8 @@ pub struct Request<'a> {
 pub struct Certification {
     pub candidate: String,
     pub instructor: crate::cert::InstructorPublic,
+    /// SHA-256 of the scenario file's text, which grading rebuilds the rubric from.
+    pub scenario_sha256: String,
 }
 
 pub struct Launched {
