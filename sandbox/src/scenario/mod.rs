@@ -30,6 +30,12 @@ use crate::yaml::{self, Pos, Spanned};
 
 pub const API_VERSION: &str = "sandbox/v1";
 pub const KIND: &str = "Scenario";
+/// Limits on a parameter space, so validation can try every corner of it in well under a
+/// second and every value stays small enough to render.
+pub const MAX_PARAMS: usize = 10;
+pub const MAX_ONE_OF: usize = 64;
+pub const MAX_RANGE_VALUES: u64 = 1_000_000;
+pub const MAX_PARAM_TEXT: usize = 256;
 
 /// A scenario file as written.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

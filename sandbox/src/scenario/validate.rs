@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{Direction, FaultKind, NameService, Program, Scenario, Service, Target};
+use super::{Direction, FaultKind, NameService, ParamValue, Program, Scenario, Service, Target};
 use crate::yaml::Pos;
 
 /// One problem in a scenario, located in its file.
@@ -126,6 +126,27 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
 }
 
 fn check_params(c: &mut Checker, s: &Scenario) {
+    use super::{MAX_ONE_OF, MAX_PARAM_TEXT, MAX_PARAMS, MAX_RANGE_VALUES};
+    if let Some((name, spec)) = s.params.iter().nth(MAX_PARAMS) {
+        c.err(
+            spec.pos,
+            format!("params.{name}"),
+            format!("at most {MAX_PARAMS} parameters are allowed"),
+        );
+    }
+    let mut joint = Some(1u64);
+    for (name, spec) in &s.params {
+        // A spec that cannot be drawn is reported on its own below.
+        joint = joint.and_then(|j| j.checked_mul(spec.size().unwrap_or(1)));
+        if joint.is_none() {
+            c.err(
+                spec.pos,
+                format!("params.{name}"),
+                "the parameters together can draw more combinations than can be counted (2^64); narrow a range or raise its step",
+            );
+            break;
+        }
+    }
     for (name, spec) in &s.params {
         let path = format!("params.{name}");
         let valid_name = name
@@ -145,12 +166,27 @@ fn check_params(c: &mut Checker, s: &Scenario) {
                 "expected exactly one of `one_of: [...]` or `range: [low, high]`",
             ),
             (Some(list), None) => {
-                if list.is_empty() {
+                if list.is_empty() || list.len() > MAX_ONE_OF {
                     c.err(
                         spec.pos,
                         format!("{path}.one_of"),
-                        "expected at least one value",
+                        format!("expected 1 to {MAX_ONE_OF} values"),
                     );
+                }
+                for (k, v) in list.iter().enumerate() {
+                    match v {
+                        ParamValue::Str(t) if t.chars().count() > MAX_PARAM_TEXT => c.err(
+                            spec.pos,
+                            format!("{path}.one_of[{k}]"),
+                            format!("expected at most {MAX_PARAM_TEXT} characters"),
+                        ),
+                        ParamValue::Float(x) if !x.is_finite() => c.err(
+                            spec.pos,
+                            format!("{path}.one_of[{k}]"),
+                            "expected a finite number",
+                        ),
+                        _ => {}
+                    }
                 }
                 if spec.step.is_some() {
                     c.err(
@@ -173,6 +209,16 @@ fn check_params(c: &mut Checker, s: &Scenario) {
                         spec.pos,
                         format!("{path}.step"),
                         "expected a step greater than 0",
+                    );
+                } else if lo.is_finite()
+                    && hi.is_finite()
+                    && lo <= hi
+                    && spec.size().is_none_or(|n| n > MAX_RANGE_VALUES)
+                {
+                    c.err(
+                        spec.pos,
+                        format!("{path}.range"),
+                        format!("a range may hold at most {MAX_RANGE_VALUES} steps; narrow it or raise `step`"),
                     );
                 }
             }
@@ -613,7 +659,8 @@ fn probe_names() -> String {
 fn check_grading(c: &mut Checker, s: &Scenario) {
     use grader::expect::Matcher;
     let pos = s.expected_findings.pos;
-    let mut total = 0u32;
+    // Summed wide, so points that would wrap a u32 back to 100 are still reported.
+    let mut total = 0u64;
     let mut ids = BTreeSet::new();
     for (i, e) in s.expected_findings.iter().enumerate() {
         let path = format!("expected_findings[{i}]");
@@ -626,7 +673,7 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
         }
         for (j, chk) in e.checks.iter().enumerate() {
             let cpath = format!("{path}.checks[{j}]");
-            total += chk.points;
+            total += u64::from(chk.points);
             if !known_field(&chk.field) {
                 c.err(pos, format!("{cpath}.field"), format!("`{}` is not a field of a finding; expected root_cause, where.service, where.link, where.direction, where.port, where.services or magnitude.<quantity>", chk.field));
             }
@@ -675,7 +722,7 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
             }
         }
         for (j, ev) in e.evidence.iter().enumerate() {
-            total += ev.points;
+            total += u64::from(ev.points);
             if !probe_known(&ev.probe) {
                 c.err(
                     pos,
