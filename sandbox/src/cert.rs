@@ -65,7 +65,8 @@ fn read_key_file(
     age_prefix: &str,
     sign_prefix: &str,
 ) -> Result<(String, [u8; 32]), CertError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let text =
+        crate::sys::capped::read_to_string(path, crate::sys::capped::KEY).map_err(io(path))?;
     let mut age_line = None;
     let mut sign = None;
     for line in text.lines().map(str::trim) {
@@ -230,11 +231,8 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn read(path: &Path) -> Result<Bundle, CertError> {
-        let meta = std::fs::metadata(path).map_err(io(path))?;
-        if meta.len() > 64 << 20 {
-            return Err(format_err(path, "submission", "larger than 64 MiB"));
-        }
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let text = crate::sys::capped::read_to_string(path, crate::sys::capped::BUNDLE)
+            .map_err(io(path))?;
         let b: Bundle =
             serde_json::from_str(&text).map_err(|e| format_err(path, "submission", e))?;
         if b.format != BUNDLE_FORMAT {
@@ -249,7 +247,7 @@ impl Bundle {
 
     /// SHA-256 of the bundle as submitted, tying a result to it.
     pub fn digest(path: &Path) -> Result<String, CertError> {
-        let bytes = std::fs::read(path).map_err(io(path))?;
+        let bytes = crate::sys::capped::read(path, crate::sys::capped::BUNDLE).map_err(io(path))?;
         Ok(Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))

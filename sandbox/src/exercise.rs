@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lab::{LabDir, now_ms};
 use crate::plan::{Hint, Plan};
+use crate::sys::capped;
 use crate::yaml;
 use grader::evidence::ProbeRun;
 use grader::findings::Findings;
@@ -79,8 +80,8 @@ pub fn write(dir: &LabDir, ex: &LabExercise) -> Result<(), ExerciseError> {
 
 pub fn read(dir: &LabDir) -> Result<LabExercise, ExerciseError> {
     let path = file(dir, "exercise.json");
-    let text =
-        std::fs::read_to_string(&path).map_err(|_| ExerciseError::Missing(dir.id.to_string()))?;
+    let text = capped::read_to_string(&path, capped::JOURNAL)
+        .map_err(|_| ExerciseError::Missing(dir.id.to_string()))?;
     serde_json::from_str(&text).map_err(|e| ExerciseError::Io {
         path: path.display().to_string(),
         source: e.into(),
@@ -96,7 +97,7 @@ struct Shown {
 
 /// Hints shown so far, in order.
 pub fn hints_used(dir: &LabDir) -> Vec<HintUse> {
-    std::fs::read_to_string(file(dir, "hints.jsonl"))
+    capped::read_to_string(&file(dir, "hints.jsonl"), capped::JOURNAL)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Shown>(l).ok())
@@ -109,7 +110,7 @@ pub fn hints_used(dir: &LabDir) -> Vec<HintUse> {
 
 /// The probe runs recorded in the lab's evidence journal.
 pub fn evidence(dir: &LabDir) -> Vec<ProbeRun> {
-    std::fs::read_to_string(dir.evidence())
+    capped::read_to_string(&dir.evidence(), capped::JOURNAL)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -161,20 +162,27 @@ pub const MAX_FINDINGS_BYTES: u64 = 256 * 1024;
 /// the lab directory. Learner text is data, never rendered as a template.
 pub fn read_findings(path: &Path, lab: &LabDir) -> Result<Findings, ExerciseError> {
     let name = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    if meta.len() > MAX_FINDINGS_BYTES {
-        return Err(ExerciseError::Findings {
-            path: name,
+    let bytes = capped::read(path, MAX_FINDINGS_BYTES).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => ExerciseError::Findings {
+            path: name.clone(),
             line: 1,
             column: 1,
             field: String::new(),
-            message: format!(
-                "the file is {} bytes; a findings file may be at most {MAX_FINDINGS_BYTES}",
-                meta.len()
-            ),
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+            message: format!("a findings file may be at most {MAX_FINDINGS_BYTES} bytes"),
+        },
+        _ => io(path)(e),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let (line, column) = capped::not_utf8_at(e.as_bytes(), at);
+        ExerciseError::Findings {
+            path: name.clone(),
+            line,
+            column,
+            field: String::new(),
+            message: format!("not UTF-8 text (byte {at})"),
+        }
+    })?;
     let findings: Findings = yaml::from_str(
         &text,
         yaml::Limits {

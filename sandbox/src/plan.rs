@@ -364,6 +364,22 @@ fn corner_combinations(s: &Scenario) -> Vec<Params> {
     out
 }
 
+/// The path of the first string in `v` that does not render, so an error names the field
+/// that holds the broken template rather than the whole value.
+fn failing_leaf(r: &Renderer, v: &serde_json::Value, path: String) -> Option<String> {
+    match v {
+        serde_json::Value::String(_) => r.json(v).is_err().then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| failing_leaf(r, x, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .find_map(|(k, x)| failing_leaf(r, x, format!("{path}.{k}"))),
+        _ => None,
+    }
+}
+
 struct Builder<'a> {
     s: &'a Scenario,
     params: Params,
@@ -517,7 +533,8 @@ impl<'a> Builder<'a> {
         {
             Ok(v) => Some(v),
             Err(msg) => {
-                self.err(pos, path, msg);
+                let at = failing_leaf(&self.r, &raw, path.to_string());
+                self.err(pos, at.as_deref().unwrap_or(path), msg);
                 None
             }
         }

@@ -10,6 +10,7 @@ use crate::cert::{self, Bundle, InstructorKey, InstructorPublic, SignedResult};
 use crate::exercise::{self, ExerciseError};
 use crate::lab::{self, LabDir, now_ms};
 use crate::report;
+use crate::sys::capped;
 
 fn failed(e: impl std::fmt::Display) -> AppError {
     AppError::Failed(e.to_string())
@@ -129,12 +130,13 @@ fn submit_bundle(
     findings: grader::findings::Findings,
     out: Option<PathBuf>,
 ) -> Result<(), AppError> {
-    let sealed = std::fs::read_to_string(dir.path.join("sealed.age"))
+    let sealed = capped::read_to_string(&dir.path.join("sealed.age"), capped::KEY)
         .map_err(|e| failed(format!("reading the sealed facts: {e}")))?;
     let mut attachments = std::collections::BTreeMap::new();
     for rel in findings.findings.iter().flat_map(|f| &f.attachments) {
         let path = exercise::attachment_path(dir, rel).map_err(AppError::Invalid)?;
-        let bytes = std::fs::read(&path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let bytes = capped::read(&path, capped::BUNDLE)
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
         attachments.insert(
             rel.clone(),
             base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -294,7 +296,7 @@ fn safe(s: &str) -> String {
 /// `sandbox grade --verify`: whether a signed result is exactly as graded.
 pub fn verify_result(result: &Path, public: &Path) -> Result<(), AppError> {
     let public = InstructorPublic::load(public).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let text = std::fs::read_to_string(result)
+    let text = capped::read_to_string(result, capped::SIGNED_RESULT)
         .map_err(|e| failed(format!("{}: {e}", result.display())))?;
     let r: SignedResult = serde_json::from_str(&text).map_err(|e| {
         AppError::Invalid(format!("{}: not a signed result ({e})", result.display()))

@@ -50,7 +50,9 @@ impl LabDir {
     }
 
     pub fn read_state(&self) -> Option<State> {
-        let text = std::fs::read_to_string(self.state_file()).ok()?;
+        let text =
+            crate::sys::capped::read_to_string(&self.state_file(), crate::sys::capped::JOURNAL)
+                .ok()?;
         serde_json::from_str(&text).ok()
     }
 }

@@ -99,6 +99,15 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
             "expected lower-case letters, digits and dashes (at most 40), starting with a letter",
         );
     }
+    if let Some(t) = &s.metadata.time_limit
+        && t.0.is_zero()
+    {
+        c.err(
+            t.pos,
+            "metadata.time_limit",
+            "expected a time limit above 0; leave it out for no limit",
+        );
+    }
     check_params(&mut c, s);
     check_services(&mut c, s);
     check_workload(&mut c, s);
@@ -283,6 +292,33 @@ fn check_services(c: &mut Checker, s: &Scenario) {
                 ),
             );
         }
+        for key in svc.env.keys() {
+            if key.is_empty() || key.contains(['=', '\0']) {
+                c.err(
+                    svc.name.pos,
+                    format!("{path}.env.{key}"),
+                    "an environment variable's name is not empty and holds no `=` or NUL",
+                );
+            }
+        }
+        for (k, v) in &svc.env {
+            if v.contains('\0') {
+                c.err(
+                    svc.name.pos,
+                    format!("{path}.env.{k}"),
+                    "a value may not hold NUL",
+                );
+            }
+        }
+        for (j, a) in svc.args.iter().enumerate() {
+            if a.contains('\0') {
+                c.err(
+                    svc.name.pos,
+                    format!("{path}.args[{j}]"),
+                    "an argument may not hold NUL",
+                );
+            }
+        }
         check_calls(c, s, svc, &path);
     }
     if let Some((pos, cycle)) = find_cycle(services) {
@@ -435,11 +471,11 @@ fn check_workload(c: &mut Checker, s: &Scenario) {
         ),
         Some(_) => {}
     }
-    if !w.path.starts_with('/') {
+    if !w.path.starts_with('/') || w.path.chars().any(|ch| ch.is_control() || ch == ' ') {
         c.err(
             w.target.pos,
             "workload.path",
-            "expected a path starting with `/`",
+            "expected a path starting with `/`, without spaces or control characters (CR, LF)",
         );
     }
     if *w.rate == 0 || *w.rate > 10_000 {
@@ -677,9 +713,48 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
             if !known_field(&chk.field) {
                 c.err(pos, format!("{cpath}.field"), format!("`{}` is not a field of a finding; expected root_cause, where.service, where.link, where.direction, where.port, where.services or magnitude.<quantity>", chk.field));
             }
-            let mut matchers = vec![(&chk.expect, chk.points)];
-            matchers.extend(chk.partial.iter().map(|p| (&p.expect, p.points)));
-            for (m, points) in matchers {
+            let mut matchers = vec![(&chk.expect, chk.points, format!("{cpath}.expect"))];
+            matchers.extend(
+                chk.partial
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| (&p.expect, p.points, format!("{cpath}.partial[{k}].expect"))),
+            );
+            for (m, points, mpath) in matchers {
+                if let Matcher::Approx { tolerance, .. } = m
+                    && !(tolerance.is_finite() && *tolerance >= 0.0)
+                {
+                    c.err(
+                        pos,
+                        format!("{mpath}.approx.tolerance"),
+                        format!("expected a tolerance of 0 or more, found {tolerance}"),
+                    );
+                }
+                if matches!(
+                    chk.field.as_str(),
+                    "where.service" | "where.link" | "where.services"
+                ) {
+                    let values: Vec<&serde_json::Value> = match m {
+                        Matcher::Equals(v) => vec![v],
+                        Matcher::OneOf(v) | Matcher::Set(v) => v.iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    for v in values {
+                        if let Some(name) = v.as_str()
+                            && !name.contains("{{")
+                            && !is_lab_name(s, name)
+                        {
+                            c.err(
+                                pos,
+                                mpath.clone(),
+                                format!(
+                                    "`{name}` is no service of this lab, so no finding can match it; expected one of: {}",
+                                    names(s)
+                                ),
+                            );
+                        }
+                    }
+                }
                 if points > chk.points {
                     c.err(
                         pos,
@@ -723,6 +798,40 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
         }
         for (j, ev) in e.evidence.iter().enumerate() {
             total += u64::from(ev.points);
+            let shows = ev.shows.as_ref();
+            let named = ev.target.iter().map(|t| ("target", t)).chain(
+                shows
+                    .and_then(|sh| sh.between.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|t| ("shows.between", t))
+                    .chain(
+                        shows
+                            .and_then(|sh| sh.involves.as_ref())
+                            .map(|t| ("shows.involves", t)),
+                    ),
+            );
+            for (field, name) in named {
+                if !name.contains("{{") && !is_lab_name(s, name) {
+                    c.err(
+                        pos,
+                        format!("{path}.evidence[{j}].{field}"),
+                        format!(
+                            "`{name}` is no service of this lab; expected one of: {}",
+                            names(s)
+                        ),
+                    );
+                }
+            }
+            if let Some(ms) = shows.and_then(|sh| sh.min_ms)
+                && !(ms.is_finite() && ms >= 0.0)
+            {
+                c.err(
+                    pos,
+                    format!("{path}.evidence[{j}].shows.min_ms"),
+                    "expected 0 or more milliseconds",
+                );
+            }
             if !probe_known(&ev.probe) {
                 c.err(
                     pos,
@@ -758,6 +867,18 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
         }
     }
     for (i, sym) in s.symptom.iter().enumerate() {
+        if sym
+            .above
+            .into_iter()
+            .chain(sym.below)
+            .any(|x| !x.is_finite() || x < 0.0)
+        {
+            c.err(
+                sym.metric.pos,
+                format!("symptom[{i}]"),
+                "expected a threshold of 0 or more",
+            );
+        }
         if sym.above.is_some() == sym.below.is_some() {
             c.err(
                 sym.metric.pos,
@@ -778,6 +899,13 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
             }
         }
     }
+}
+
+/// A service of the lab, one of its instances (`ledger-0`), or the load generator.
+fn is_lab_name(s: &Scenario, name: &str) -> bool {
+    name == super::LOADGEN
+        || s.service(name).is_some()
+        || s.service(grader::value::service_of(name)).is_some()
 }
 
 pub(crate) fn names(s: &Scenario) -> String {
