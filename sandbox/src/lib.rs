@@ -12,6 +12,8 @@ pub mod doctor;
 pub mod ebpf;
 pub mod exercise;
 pub mod fault;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod gobuild;
 pub mod http;
 pub mod ids;

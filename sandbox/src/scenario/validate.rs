@@ -51,6 +51,8 @@ pub(crate) const RESERVED_NAMES: [&str; 2] = [super::LOADGEN, "lab"];
 /// Replicas of one service; a lab as a whole holds at most
 /// [`crate::topology::Subnet::MAX_INSTANCES`] instances, the load generator included.
 pub(crate) const MAX_REPLICAS: u32 = 1000;
+/// Grading pairs every expected finding with the learner's; this keeps it to milliseconds.
+const MAX_EXPECTED_FINDINGS: usize = 16;
 
 /// `^[a-z][a-z0-9-]*$` within `max` characters, not ending in a dash.
 pub(crate) fn is_name(s: &str, max: usize) -> bool {
@@ -698,6 +700,13 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
     // Summed wide, so points that would wrap a u32 back to 100 are still reported.
     let mut total = 0u64;
     let mut ids = BTreeSet::new();
+    if s.expected_findings.len() > MAX_EXPECTED_FINDINGS {
+        c.err(
+            pos,
+            "expected_findings",
+            format!("at most {MAX_EXPECTED_FINDINGS} expected findings are allowed"),
+        );
+    }
     for (i, e) in s.expected_findings.iter().enumerate() {
         let path = format!("expected_findings[{i}]");
         if !ids.insert(e.id.as_str()) {

@@ -6,7 +6,6 @@ use std::path::Path;
 
 /// Caps for the files the tool reads, by what they hold.
 pub const SCENARIO: u64 = 512 * 1024;
-pub const FINDINGS: u64 = 256 * 1024;
 /// A bundle carries attachments (base64), so it is the largest input.
 pub const BUNDLE: u64 = 64 << 20;
 pub const KEY: u64 = 16 * 1024;
