@@ -187,10 +187,16 @@ impl Renderer {
     }
 }
 
+/// The error's own words, and the line within the template when it is not the first (the
+/// field's position says where the template starts).
 fn describe(e: minijinja::Error) -> String {
-    match e.detail() {
+    let what = match e.detail() {
         Some(detail) => format!("template error: {detail}"),
         None => format!("template error: {}", e.kind()),
+    };
+    match e.line() {
+        Some(line) if line > 1 => format!("{what} (line {line} of the template)"),
+        _ => what,
     }
 }
 
@@ -246,6 +252,12 @@ mod tests {
             .json(&serde_json::json!({"approx": "{{ loss }}", "who": ["{{ victim }}"]}))
             .unwrap();
         assert_eq!(v, serde_json::json!({"approx": 12, "who": ["backend"]}));
+    }
+
+    #[test]
+    fn errors_deep_in_a_template_say_which_line() {
+        let e = renderer().text("one\ntwo\n{{ nope }}\n").unwrap_err();
+        assert!(e.ends_with("(line 3 of the template)"), "{e}");
     }
 
     #[test]

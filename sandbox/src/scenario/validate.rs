@@ -122,6 +122,13 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
             "expected points out of 100, from 0 to 100",
         );
     }
+    if s.extra_finding_penalty > 100 {
+        c.err(
+            Pos::default(),
+            "extra_finding_penalty",
+            "expected points from 0 to 100",
+        );
+    }
     for (i, h) in s.hints.iter().enumerate() {
         if *h.cost > 100 {
             c.err(
