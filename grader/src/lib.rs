@@ -5,6 +5,7 @@
 //! the root-cause [`taxonomy`], and the scoring itself ([`score::grade`]). It reads no files
 //! and runs no labs; callers hand it parsed values.
 
+mod assign;
 pub mod evidence;
 pub mod expect;
 pub mod findings;

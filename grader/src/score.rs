@@ -67,11 +67,11 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grade {
     pub items: Vec<Item>,
-    pub earned: u32,
-    pub hint_cost: u32,
-    pub penalty: u32,
-    pub score: u32,
-    pub max: u32,
+    pub earned: u64,
+    pub hint_cost: u64,
+    pub penalty: u64,
+    pub score: u64,
+    pub max: u64,
     pub percent: f64,
     pub pass_mark: u32,
     pub passed: bool,
@@ -178,54 +178,47 @@ fn check(c: &Check, f: Option<&Finding>) -> (u32, Status, &'static str) {
     }
 }
 
-fn finding_points(e: &ExpectedFinding, f: &Finding) -> u32 {
-    e.checks.iter().map(|c| check(c, Some(f)).0).sum()
+fn finding_points(e: &ExpectedFinding, f: &Finding) -> u64 {
+    e.checks
+        .iter()
+        .map(|c| u64::from(check(c, Some(f)).0))
+        .sum()
 }
 
 /// The pairing of expected findings (by index) to the learner's that earns the most check
-/// points; `None` where an expected finding gets no learner finding.
+/// points; `None` where an expected finding gets no learner finding. Among pairings that earn
+/// the same, the first in order wins: each expected finding takes the lowest-numbered learner
+/// finding it can, and goes unpaired only when it must. Only a finding that earns something
+/// is paired.
+///
+/// Polynomial: the best total comes from an assignment solver, then each expected finding in
+/// turn takes the first choice that still allows that total.
 fn best_pairing(expected: &[ExpectedFinding], findings: &[Finding]) -> Vec<Option<usize>> {
-    let table: Vec<Vec<u32>> = expected
+    let table: Vec<Vec<u64>> = expected
         .iter()
         .map(|e| findings.iter().map(|f| finding_points(e, f)).collect())
         .collect();
-    fn go(
-        i: usize,
-        table: &[Vec<u32>],
-        used: &mut Vec<bool>,
-        cur: &mut Vec<Option<usize>>,
-        best: &mut (u32, Vec<Option<usize>>),
-        sum: u32,
-    ) {
-        if i == table.len() {
-            if sum > best.0 || best.1.is_empty() {
-                *best = (sum, cur.clone());
-            }
-            return;
+    let all_rows: Vec<usize> = (0..expected.len()).collect();
+    let mut free: Vec<usize> = (0..findings.len()).collect();
+    let mut left = crate::assign::max_total(&table, &all_rows, &free);
+    let mut out = Vec::with_capacity(expected.len());
+    for i in 0..expected.len() {
+        let rest = &all_rows[i + 1..];
+        let pick = free
+            .iter()
+            .copied()
+            .filter(|&j| table[i][j] > 0 && table[i][j] <= left)
+            .find(|&j| {
+                let others: Vec<usize> = free.iter().copied().filter(|&k| k != j).collect();
+                table[i][j] + crate::assign::max_total(&table, rest, &others) == left
+            });
+        if let Some(j) = pick {
+            left -= table[i][j];
+            free.retain(|&k| k != j);
         }
-        for j in 0..used.len() {
-            if !used[j] && table[i][j] > 0 {
-                used[j] = true;
-                cur.push(Some(j));
-                go(i + 1, table, used, cur, best, sum + table[i][j]);
-                cur.pop();
-                used[j] = false;
-            }
-        }
-        cur.push(None);
-        go(i + 1, table, used, cur, best, sum);
-        cur.pop();
+        out.push(pick);
     }
-    let mut best = (0, Vec::new());
-    go(
-        0,
-        &table,
-        &mut vec![false; findings.len()],
-        &mut Vec::new(),
-        &mut best,
-        0,
-    );
-    best.1
+    out
 }
 
 /// The most findings a submission may list; more is noise, not diagnosis.
@@ -297,10 +290,11 @@ pub fn grade(ex: &Exercise, sub: &Submission) -> Grade {
             });
         }
     }
-    let mut penalty = 0;
+    // Sums are taken in u64 over u32 parts, so they cannot wrap for any input.
+    let mut penalty = 0u64;
     for (j, f) in findings.iter().enumerate() {
         if !pairing.contains(&Some(j)) {
-            penalty += ex.extra_finding_penalty;
+            penalty += u64::from(ex.extra_finding_penalty);
             items.push(Item {
                 finding: format!("#{}", j + 1),
                 check: "extra finding".into(),
@@ -315,9 +309,9 @@ pub fn grade(ex: &Exercise, sub: &Submission) -> Grade {
             });
         }
     }
-    let earned: u32 = items.iter().map(|i| i.points).sum();
-    let max: u32 = items.iter().map(|i| i.max).sum();
-    let hint_cost: u32 = sub.hints.iter().map(|h| h.cost).sum();
+    let earned: u64 = items.iter().map(|i| u64::from(i.points)).sum();
+    let max: u64 = items.iter().map(|i| u64::from(i.max)).sum();
+    let hint_cost: u64 = sub.hints.iter().map(|h| u64::from(h.cost)).sum();
     let score = earned.saturating_sub(hint_cost).saturating_sub(penalty);
     let percent = if max == 0 {
         0.0
@@ -628,5 +622,143 @@ mod tests {
                 .any(|p| p.contains("`gremlins` is not a known root cause"))
         );
         assert!(problems.iter().any(|p| p.contains("magnitude.delay")));
+    }
+
+    /// The search `best_pairing` replaced: every pairing, in order, keeping the first best.
+    fn exhaustive(table: &[Vec<u64>], m: usize) -> Vec<Option<usize>> {
+        fn go(
+            i: usize,
+            table: &[Vec<u64>],
+            used: &mut Vec<bool>,
+            cur: &mut Vec<Option<usize>>,
+            best: &mut (u64, Vec<Option<usize>>),
+            sum: u64,
+        ) {
+            if i == table.len() {
+                if sum > best.0 || best.1.is_empty() {
+                    *best = (sum, cur.clone());
+                }
+                return;
+            }
+            for j in 0..used.len() {
+                if !used[j] && table[i][j] > 0 {
+                    used[j] = true;
+                    cur.push(Some(j));
+                    go(i + 1, table, used, cur, best, sum + table[i][j]);
+                    cur.pop();
+                    used[j] = false;
+                }
+            }
+            cur.push(None);
+            go(i + 1, table, used, cur, best, sum);
+            cur.pop();
+        }
+        let mut best = (0, Vec::new());
+        go(0, table, &mut vec![false; m], &mut Vec::new(), &mut best, 0);
+        best.1
+    }
+
+    /// Expected findings whose only check is `root_cause` ∈ a set, each worth its own points,
+    /// so a random table of points can be built from findings.
+    fn instance(rng: &mut u64, n: usize, m: usize) -> (Vec<ExpectedFinding>, Vec<Finding>) {
+        fn next(rng: &mut u64, k: u64) -> u64 {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            *rng % k
+        }
+        let causes = ["packet-loss", "added-latency", "corruption", "blackhole"];
+        let mut findings = Vec::new();
+        for _ in 0..m {
+            findings.push(finding(causes[next(rng, 4) as usize], "a", "b", None));
+        }
+        let mut expected = Vec::new();
+        for i in 0..n {
+            let mut checks = Vec::new();
+            for cause in causes {
+                if next(rng, 2) == 0 {
+                    checks.push(Check {
+                        field: "root_cause".into(),
+                        points: next(rng, 3) as u32,
+                        expect: Matcher::Equals(json!(cause)),
+                        partial: vec![],
+                    });
+                }
+            }
+            expected.push(ExpectedFinding {
+                id: format!("e{i}"),
+                summary: String::new(),
+                checks,
+                evidence: vec![],
+            });
+        }
+        (expected, findings)
+    }
+
+    #[test]
+    fn the_assignment_solver_pairs_as_the_exhaustive_search_did() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..3000 {
+            let n = 1 + round % 5;
+            let m = round / 5 % 6;
+            let (expected, findings) = instance(&mut rng, n, m);
+            let table: Vec<Vec<u64>> = expected
+                .iter()
+                .map(|e| findings.iter().map(|f| finding_points(e, f)).collect())
+                .collect();
+            assert_eq!(
+                best_pairing(&expected, &findings),
+                exhaustive(&table, m),
+                "table {table:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn eight_expected_and_forty_submitted_findings_pair_in_milliseconds() {
+        let mut rng = 42u64;
+        let (expected, findings) = instance(&mut rng, 8, 40);
+        let start = std::time::Instant::now();
+        let pairing = best_pairing(&expected, &findings);
+        let ex = Exercise {
+            expected,
+            pass_mark: 70,
+            extra_finding_penalty: 1,
+            time_limit: None,
+        };
+        grade(&ex, &submit(findings, vec![], vec![]));
+        assert_eq!(pairing.len(), 8);
+        eprintln!("8 x 40 findings paired and graded in {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn points_beyond_u32_do_not_wrap_into_a_pass() {
+        let mut ex = loss_exercise();
+        for c in &mut ex.expected[0].checks {
+            c.points = u32::MAX;
+        }
+        ex.extra_finding_penalty = u32::MAX;
+        let g = grade(
+            &ex,
+            &submit(
+                vec![
+                    finding("blackhole", "edge", "checkout", None),
+                    finding("corruption", "edge", "checkout", None),
+                ],
+                vec![],
+                vec![HintUse {
+                    index: 0,
+                    cost: u32::MAX,
+                }],
+            ),
+        );
+        assert_eq!(g.score, 0);
+        assert!(g.max > u64::from(u32::MAX));
+        assert!(!g.passed);
     }
 }

@@ -272,7 +272,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// The state directory of sandbox's clusters; each cluster's directory is its marker.
 pub fn clusters_root() -> PathBuf {
-    crate::lab::state_root().join("clusters")
+    crate::ids::state_root().join("clusters")
 }
 
 fn cluster_dir(name: &str) -> PathBuf {
@@ -1230,6 +1230,11 @@ mod tests {
                 Path::new("/run/sandbox/clusters/sbx-test"),
             )
             .unwrap()
+    }
+
+    #[test]
+    fn every_layout_a_scenario_may_name_has_a_template() {
+        assert_eq!(Layout::names(), crate::scenario::CLUSTER_LAYOUTS);
     }
 
     #[test]

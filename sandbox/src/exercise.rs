@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lab::{LabDir, now_ms};
 use crate::plan::{Hint, Plan};
+use crate::sys::capped;
 use crate::yaml;
 use grader::evidence::ProbeRun;
 use grader::findings::Findings;
@@ -94,7 +95,7 @@ pub fn write(dir: &LabDir, ex: &LabExercise) -> Result<(), ExerciseError> {
 /// answers. Needs root.
 pub fn read(dir: &LabDir) -> Result<LabExercise, ExerciseError> {
     let path = dir.private_file(EXERCISE);
-    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+    let text = capped::read_to_string(&path, capped::JOURNAL).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ExerciseError::Missing(dir.id.to_string()),
         _ => ExerciseError::Io {
             path: path.display().to_string(),
@@ -126,7 +127,7 @@ pub fn write_grade(dir: &LabDir, grade: &grader::score::Grade) -> Result<(), Exe
 
 /// Hints shown so far, in order.
 pub fn hints_used(dir: &LabDir) -> Vec<HintUse> {
-    std::fs::read_to_string(file(dir, "hints.jsonl"))
+    capped::read_to_string(&file(dir, "hints.jsonl"), capped::JOURNAL)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Shown>(l).ok())
@@ -139,7 +140,7 @@ pub fn hints_used(dir: &LabDir) -> Vec<HintUse> {
 
 /// The probe runs recorded in the lab's evidence journal.
 pub fn evidence(dir: &LabDir) -> Vec<ProbeRun> {
-    std::fs::read_to_string(dir.evidence())
+    capped::read_to_string(&dir.evidence(), capped::JOURNAL)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

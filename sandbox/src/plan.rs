@@ -309,8 +309,16 @@ pub fn check_draws(s: &Scenario) -> Vec<Diagnostic> {
         .collect()
 }
 
-const MAX_COMBINATIONS: usize = 64;
+/// Whole joint spaces up to this size are tried in full.
+const MAX_COMBINATIONS: u64 = 1024;
+/// Seeded draws tried on top of the corners, for values between them.
+const SAMPLED_DRAWS: u64 = 32;
 
+/// The draws validation builds a plan for: the whole joint space of every parameter's corners
+/// when it is small; otherwise every corner of the joint space (each parameter at its lowest or
+/// highest value, in every combination; validation caps parameters at
+/// [`scenario::MAX_PARAMS`], so there are at most 2^10). Then a seeded sample of real draws.
+/// Values that are invalid only together are found this way, not one parameter at a time.
 fn corner_combinations(s: &Scenario) -> Vec<Params> {
     let corners: Vec<(String, Vec<scenario::ParamValue>)> = s
         .params
@@ -318,37 +326,58 @@ fn corner_combinations(s: &Scenario) -> Vec<Params> {
         .map(|(k, v)| (k.clone(), v.corners()))
         .filter(|(_, c)| !c.is_empty())
         .collect();
-    let product: usize = corners.iter().map(|(_, c)| c.len()).product();
-    if product <= MAX_COMBINATIONS {
-        let mut out = vec![Params::new()];
-        for (name, values) in &corners {
-            out = out
-                .into_iter()
-                .flat_map(|p| {
-                    values.iter().map(move |v| {
-                        let mut q = p.clone();
-                        q.insert(name.clone(), v.clone());
-                        q
-                    })
-                })
-                .collect();
-        }
-        return out;
-    }
-    // Too many to try all: vary one parameter at a time around the first corner.
-    let base: Params = corners
+    let size = corners
         .iter()
-        .map(|(k, c)| (k.clone(), c[0].clone()))
-        .collect();
-    let mut out = vec![base.clone()];
-    for (name, values) in &corners {
-        for v in &values[1..] {
-            let mut p = base.clone();
-            p.insert(name.clone(), v.clone());
-            out.push(p);
+        .try_fold(1u64, |acc, (_, c)| acc.checked_mul(c.len() as u64));
+    let axes: Vec<(String, Vec<scenario::ParamValue>)> = match size {
+        Some(n) if n <= MAX_COMBINATIONS => corners,
+        _ => corners
+            .into_iter()
+            .map(|(k, mut c)| {
+                let last = c.len() - 1;
+                c.swap(1.min(last), last);
+                c.truncate(2);
+                c.dedup();
+                (k, c)
+            })
+            .collect(),
+    };
+    let mut out = vec![Params::new()];
+    for (name, values) in &axes {
+        out = out
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.insert(name.clone(), v.clone());
+                    q
+                })
+            })
+            .collect();
+    }
+    for seed in 0..SAMPLED_DRAWS {
+        let drawn = scenario::draw(s.params.iter().map(|(k, v)| (k, &v.value)), seed);
+        if !out.contains(&drawn) {
+            out.push(drawn);
         }
     }
     out
+}
+
+/// The path of the first string in `v` that does not render, so an error names the field
+/// that holds the broken template rather than the whole value.
+fn failing_leaf(r: &Renderer, v: &serde_json::Value, path: String) -> Option<String> {
+    match v {
+        serde_json::Value::String(_) => r.json(v).is_err().then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| failing_leaf(r, x, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .find_map(|(k, x)| failing_leaf(r, x, format!("{path}.{k}"))),
+        _ => None,
+    }
 }
 
 struct Builder<'a> {
@@ -504,7 +533,8 @@ impl<'a> Builder<'a> {
         {
             Ok(v) => Some(v),
             Err(msg) => {
-                self.err(pos, path, msg);
+                let at = failing_leaf(&self.r, &raw, path.to_string());
+                self.err(pos, at.as_deref().unwrap_or(path), msg);
                 None
             }
         }
@@ -833,4 +863,84 @@ fn port_of(svc: &scenario::Service) -> u16 {
         .as_ref()
         .map(|p| **p)
         .unwrap_or_else(|| svc.program.default_port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: &str = "apiVersion: sandbox/v1
+kind: Scenario
+metadata: {id: tiny, title: Tiny, summary: s, difficulty: beginner}
+PARAMS
+topology:
+  services:
+    - {name: front, program: gateway, calls: [db-api]}
+    - {name: db-api, program: backend, calls: [db]}
+    - {name: db, program: store}
+workload: {target: front, rate: 20}
+faults:
+  - id: lossy
+    type: loss
+    target: {service: db}
+    params: {percent: PERCENT}
+briefing: {title: t, body: b}
+";
+
+    fn scenario(params: &str, percent: &str) -> Scenario {
+        let text = TINY.replace("PARAMS", params).replace("PERCENT", percent);
+        scenario::Source {
+            name: "t.yaml".into(),
+            text,
+        }
+        .load()
+        .unwrap()
+    }
+
+    #[test]
+    fn values_invalid_only_together_are_found() {
+        // Each parameter alone keeps the sum within 0–100 (every other one at its low end);
+        // only all seven high together exceed it.
+        let names = ["a", "b", "c", "d", "e", "f", "g"];
+        let params = format!(
+            "params:\n{}",
+            names
+                .map(|n| format!("  {n}: {{range: [0, 20]}}\n"))
+                .concat()
+        );
+        let s = scenario(&params, &format!("\"{{{{ {} }}}}\"", names.join(" + ")));
+        let diags = check_draws(&s);
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message.contains("found 140")
+                    && d.message.contains("a = 20, b = 20, c = 20")),
+            "{diags:?}"
+        );
+    }
+
+    #[test]
+    fn a_huge_space_is_checked_at_its_corners_quickly() {
+        // 64 × 64 × 2^8 combinations of corners: too many to try all, so the joint corners
+        // (each first or last value) and a sample are tried.
+        let list = (0..64)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut params =
+            format!("params:\n  p0: {{one_of: [{list}]}}\n  p1: {{one_of: [{list}]}}\n");
+        for i in 2..10 {
+            params.push_str(&format!("  p{i}: {{range: [0, 49]}}\n"));
+        }
+        let s = scenario(&params, "\"{{ p0 + p1 - p9 / 100 }}\"");
+        let start = std::time::Instant::now();
+        let diags = check_draws(&s);
+        assert!(
+            diags.iter().any(|d| d.message.contains("found 126")),
+            "{diags:?}"
+        );
+        let tried = corner_combinations(&s).len();
+        assert!((1024..=1024 + 32).contains(&tried), "{tried}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
 }

@@ -32,7 +32,7 @@ pub struct Second {
 
 /// The records in `path`; lines that do not parse (a record being written) are skipped.
 pub fn read(path: &Path) -> Vec<Second> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(text) = crate::sys::capped::read_to_string(path, crate::sys::capped::JOURNAL) else {
         return Vec::new();
     };
     text.lines()

@@ -163,6 +163,165 @@ pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, Ya
     })
 }
 
+/// Where each node of a document was written, by field path (`faults[0].params.percent`), so
+/// a problem found after parsing can point at the node itself rather than an ancestor.
+#[derive(Debug, Default)]
+pub struct Positions(std::collections::BTreeMap<String, Pos>);
+
+impl Positions {
+    /// Every node of `text` with its path; empty if the text does not parse as YAML.
+    pub fn of(text: &str) -> Positions {
+        let options = serde_saphyr::options! { with_snippet: false };
+        let root = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            Spanned::<Node>::deserialize(de)
+        });
+        let mut map = std::collections::BTreeMap::new();
+        if let Ok(root) = root {
+            walk(&root, String::new(), &mut map);
+        }
+        Positions(map)
+    }
+
+    /// The node at `path`, if the document has it.
+    pub fn get(&self, path: &str) -> Option<Pos> {
+        self.0.get(path).copied()
+    }
+
+    /// The node at `path` or, when it is missing, its nearest ancestor that is present.
+    pub fn nearest(&self, path: &str) -> Option<Pos> {
+        let mut p = path;
+        loop {
+            if let Some(pos) = self.get(p) {
+                return Some(pos);
+            }
+            p = &p[..p.rfind(['.', '['])?];
+        }
+    }
+}
+
+/// A YAML node with nothing kept but its shape, for [`Positions`].
+enum Node {
+    Map(Vec<(String, Spanned<Node>)>),
+    Seq(Vec<Spanned<Node>>),
+    Scalar,
+}
+
+fn walk(node: &Spanned<Node>, path: String, out: &mut std::collections::BTreeMap<String, Pos>) {
+    match &node.value {
+        Node::Map(entries) => {
+            for (k, v) in entries {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(v, p, out);
+            }
+        }
+        Node::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                walk(v, format!("{path}[{i}]"), out);
+            }
+        }
+        Node::Scalar => {}
+    }
+    out.insert(path, node.pos);
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML node")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_i128<E>(self, _: i128) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_u128<E>(self, _: u128) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_bytes<E>(self, _: &[u8]) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+                Node::deserialize(d)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(v) = a.next_element()? {
+                    items.push(v);
+                }
+                Ok(Node::Seq(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = a.next_key::<Key>()? {
+                    entries.push((k.0, a.next_value()?));
+                }
+                Ok(Node::Map(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A mapping key of any scalar type, as text.
+struct Key(String);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a scalar key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<Key, E> {
+                Ok(Key(String::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Renders `value` as YAML for files a person will edit (templates, examples).
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, String> {
     serde_saphyr::to_string(value).map_err(|e| e.to_string())
@@ -261,5 +420,20 @@ mod tests {
         let text = format!("name: {}\n", "x".repeat(100));
         let e = from_str::<Doc>(&text, Limits { max_bytes: 50 }).unwrap_err();
         assert!(e.message.contains("at most 50"), "{}", e.message);
+    }
+
+    #[test]
+    fn positions_name_every_node_by_path() {
+        let text = "name: web\nitems:\n  - percent: 1\n  - {percent: 2, deep: [a, b]}\n";
+        let p = Positions::of(text);
+        let at = |path: &str| p.get(path).map(|x| (x.line, x.column));
+        assert_eq!(at("name"), Some((1, 7)));
+        assert_eq!(at("items[0].percent"), Some((3, 14)));
+        assert_eq!(at("items[1]"), Some((4, 5)));
+        assert_eq!(at("items[1].deep[1]"), Some((4, 28)));
+        assert_eq!(at("items[7]"), None);
+        let near = p.nearest("items[1].nothing.here").map(|x| x.line);
+        assert_eq!(near, Some(4));
+        assert!(Positions::of("a: [").get("a").is_none());
     }
 }

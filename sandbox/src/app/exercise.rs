@@ -10,6 +10,7 @@ use crate::cert::{self, Bundle, CertError, InstructorKey, InstructorPublic, Sign
 use crate::exercise::{self, ExerciseError};
 use crate::lab::{self, LabDir, now_ms};
 use crate::report;
+use crate::sys::capped;
 use crate::term::safe;
 
 /// Why the hint and grading commands need root.
@@ -118,9 +119,9 @@ pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
     let sub = exercise::submission(&dir, findings, taken);
     let grade = grader::score::grade(&grading, &sub);
     exercise::write_grade(&dir, &grade).map_err(invalid)?;
-    let _ = crate::events::record_submission(
+    let _ = crate::lab::events::record_submission(
         &dir,
-        &crate::events::Submitted {
+        &crate::lab::events::Submitted {
             ts_ms: now_ms(),
             passed: Some(grade.passed),
             score: Some(grade.score),
@@ -157,12 +158,13 @@ fn submit_bundle(
     findings: grader::findings::Findings,
     out: Option<PathBuf>,
 ) -> Result<(), AppError> {
-    let sealed = std::fs::read_to_string(dir.path.join("sealed.age"))
+    let sealed = capped::read_to_string(&dir.path.join("sealed.age"), capped::KEY)
         .map_err(|e| failed(format!("reading the sealed facts: {e}")))?;
     let mut attachments = std::collections::BTreeMap::new();
     for rel in findings.findings.iter().flat_map(|f| &f.attachments) {
         let path = exercise::attachment_path(dir, rel).map_err(AppError::Invalid)?;
-        let bytes = std::fs::read(&path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let bytes = capped::read(&path, capped::BUNDLE)
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
         attachments.insert(
             rel.clone(),
             base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -185,9 +187,9 @@ fn submit_bundle(
         out.unwrap_or_else(|| PathBuf::from(format!("submission-{candidate}-{}.json", state.id)));
     let json = serde_json::to_vec_pretty(&bundle).map_err(failed)?;
     std::fs::write(&path, json).map_err(|e| failed(format!("{}: {e}", path.display())))?;
-    let _ = crate::events::record_submission(
+    let _ = crate::lab::events::record_submission(
         dir,
-        &crate::events::Submitted {
+        &crate::lab::events::Submitted {
             ts_ms: now_ms(),
             passed: None,
             score: None,

@@ -123,12 +123,7 @@ pub fn load(arg: &str) -> Result<(Source, scenario::Scenario), AppError> {
     let s = source.load()?;
     let diagnostics = plan::check_draws(&s);
     if !diagnostics.is_empty() {
-        return Err(ScenarioError::Invalid {
-            source_name: source.name.clone(),
-            text: source.text.clone(),
-            diagnostics,
-        }
-        .into());
+        return Err(source.invalid(diagnostics).into());
     }
     Ok((source, s))
 }
@@ -266,11 +261,7 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
     } else {
         o.seed.unwrap_or_else(rand::random)
     };
-    let plan = Plan::build(&s, seed).map_err(|diagnostics| ScenarioError::Invalid {
-        source_name: source.name.clone(),
-        text: source.text.clone(),
-        diagnostics,
-    })?;
+    let plan = Plan::build(&s, seed).map_err(|diagnostics| source.invalid(diagnostics))?;
     let launched = start(
         &plan,
         &source.name,
@@ -817,11 +808,7 @@ fn verify_one(
             missing.join(", ")
         )));
     }
-    let plan = Plan::build(&s, seed).map_err(|diagnostics| ScenarioError::Invalid {
-        source_name: source.name.clone(),
-        text: source.text.clone(),
-        diagnostics,
-    })?;
+    let plan = Plan::build(&s, seed).map_err(|diagnostics| source.invalid(diagnostics))?;
     eprintln!("verifying {} (seed {seed}, {backend} backend)", source.name);
     let launched = start(&plan, &source.name, Duration::from_secs(60), None, backend)?;
     let id = launched.state.id.clone();

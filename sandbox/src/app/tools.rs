@@ -110,11 +110,11 @@ pub fn events(
                 Ok(())
             };
         };
-        for e in crate::events::timeline(&dir, &state) {
+        for e in crate::timeline::timeline(&dir, &state) {
             let line = if json {
                 format!("{}\n", serde_json::to_string(&e).unwrap_or_default())
             } else {
-                crate::events::render(&state, &e)
+                crate::timeline::render(&state, &e)
             };
             if shown.insert(line.clone()) {
                 print!("{line}");

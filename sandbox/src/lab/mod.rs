@@ -1,6 +1,7 @@
 //! A lab: one running copy of a scenario. Its identity, where its files live, the state its
 //! supervisor publishes, and how it is started, watched and taken down.
 
+pub mod events;
 mod launch;
 pub mod redact;
 mod state;
@@ -76,7 +77,9 @@ impl LabDir {
     /// The state as a learner sees it (what `state.json` holds); [`redact::read`] gives the
     /// instructor's view.
     pub fn read_state(&self) -> Option<State> {
-        let text = std::fs::read_to_string(self.state_file()).ok()?;
+        let text =
+            crate::sys::capped::read_to_string(&self.state_file(), crate::sys::capped::JOURNAL)
+                .ok()?;
         serde_json::from_str(&text).ok()
     }
 }

@@ -184,7 +184,7 @@ impl Shared {
         if let Ok(mut s) = self.state.lock() {
             let before = s.clone();
             f(&mut s);
-            if let Err(e) = crate::events::record(&self.dir, &before, &s) {
+            if let Err(e) = crate::lab::events::record(&self.dir, &before, &s) {
                 eprintln!("supervisor: recording the lab's events: {e}");
             }
         }

@@ -160,7 +160,7 @@ struct DnsProbe {
 }
 
 /// The addresses, ports and UDP payload of an IPv4 datagram in an Ethernet frame.
-fn udp_of(frame: &[u8]) -> Option<(Ipv4Addr, u16, Ipv4Addr, u16, &[u8])> {
+pub(crate) fn udp_of(frame: &[u8]) -> Option<(Ipv4Addr, u16, Ipv4Addr, u16, &[u8])> {
     let ip = frame.get(14..)?;
     let h: &[u8; 20] = ip.get(..20)?.try_into().ok()?;
     let ihl = usize::from(h[0] & 0x0f) * 4;

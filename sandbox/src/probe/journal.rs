@@ -53,7 +53,7 @@ pub fn record(dir: &crate::lab::LabDir, entry: &Entry) {
 
 /// Every entry of a lab's journal, oldest first.
 pub fn read(dir: &crate::lab::LabDir) -> Vec<Entry> {
-    std::fs::read_to_string(dir.evidence())
+    crate::sys::capped::read_to_string(&dir.evidence(), crate::sys::capped::JOURNAL)
         .map(|t| {
             t.lines()
                 .filter_map(|l| serde_json::from_str(l).ok())

@@ -6,7 +6,7 @@
 //! duration ends or Ctrl-C, print the summary, append to the journal.
 
 mod cpu;
-mod dns;
+pub(crate) mod dns;
 mod gosym;
 pub mod hist;
 pub mod journal;

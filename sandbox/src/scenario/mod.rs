@@ -30,6 +30,12 @@ use crate::yaml::{self, Pos, Spanned};
 
 pub const API_VERSION: &str = "sandbox/v1";
 pub const KIND: &str = "Scenario";
+/// Limits on a parameter space, so validation can try every corner of it in well under a
+/// second and every value stays small enough to render.
+pub const MAX_PARAMS: usize = 10;
+pub const MAX_ONE_OF: usize = 64;
+pub const MAX_RANGE_VALUES: u64 = 1_000_000;
+pub const MAX_PARAM_TEXT: usize = 256;
 
 /// A scenario file as written.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -144,6 +150,10 @@ impl fmt::Display for Difficulty {
         })
     }
 }
+
+/// The kind cluster layouts a scenario may name in `metadata.cluster` (their templates are in
+/// `kind-configs/`; the cluster module checks it has one for each).
+pub const CLUSTER_LAYOUTS: [&str; 3] = ["single", "pair", "pair-no-cni"];
 
 /// Where a lab runs.
 #[derive(
@@ -585,7 +595,7 @@ fn format_diagnostics(name: &str, diags: &[Diagnostic]) -> String {
 }
 
 /// The largest scenario file accepted.
-const MAX_SCENARIO_BYTES: usize = 512 * 1024;
+const MAX_SCENARIO_BYTES: usize = crate::sys::capped::SCENARIO as usize;
 
 impl Source {
     /// A file path, or the id of a bundled scenario.
@@ -605,55 +615,103 @@ impl Source {
 
     pub fn from_path(path: &Path) -> Result<Source, ScenarioError> {
         let name = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| ScenarioError::Read {
-            name: name.clone(),
-            source: e,
+        let invalid = |line, column, message: String| ScenarioError::Invalid {
+            source_name: name.clone(),
+            text: String::new(),
+            diagnostics: vec![Diagnostic::at(
+                Pos {
+                    line,
+                    column,
+                    offset: 0,
+                    len: 0,
+                },
+                "",
+                message,
+            )],
+        };
+        let bytes = crate::sys::capped::read(path, MAX_SCENARIO_BYTES as u64).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                invalid(
+                    1,
+                    1,
+                    format!("a scenario may be at most {MAX_SCENARIO_BYTES} bytes"),
+                )
+            } else {
+                ScenarioError::Read {
+                    name: name.clone(),
+                    source: e,
+                }
+            }
         })?;
-        if meta.len() as usize > MAX_SCENARIO_BYTES {
-            return Err(ScenarioError::Invalid {
-                source_name: name,
-                text: String::new(),
-                diagnostics: vec![Diagnostic::at(
-                    Pos {
-                        line: 1,
-                        column: 1,
-                        offset: 0,
-                        len: 0,
-                    },
-                    "",
-                    format!(
-                        "the file is {} bytes; a scenario may be at most {MAX_SCENARIO_BYTES}",
-                        meta.len()
-                    ),
-                )],
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read {
-            name: name.clone(),
-            source: e,
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let (line, column) = crate::sys::capped::not_utf8_at(e.as_bytes(), at);
+            invalid(
+                line,
+                column,
+                format!("not UTF-8 text (byte {at}); a scenario is UTF-8 YAML"),
+            )
         })?;
         Ok(Source { name, text })
     }
 
     /// Parses and validates; every problem found is reported, not just the first.
     pub fn load(&self) -> Result<Scenario, ScenarioError> {
-        let invalid = |diagnostics| ScenarioError::Invalid {
-            source_name: self.name.clone(),
-            text: self.text.clone(),
-            diagnostics,
-        };
         let scenario: Scenario = yaml::from_str(
             &self.text,
             yaml::Limits {
                 max_bytes: MAX_SCENARIO_BYTES,
             },
         )
-        .map_err(|e| invalid(vec![Diagnostic::at(e.pos, &e.path, e.message)]))?;
+        .map_err(|e| {
+            // A missing field is reported where the mapping that lacks it starts (the
+            // document's first line for a top-level field), not where the parser stopped.
+            let pos = if e.message.starts_with("missing field") {
+                yaml::Positions::of(&self.text).get(&e.path).unwrap_or(Pos {
+                    line: 1,
+                    column: 1,
+                    offset: 0,
+                    len: 0,
+                })
+            } else {
+                e.pos
+            };
+            ScenarioError::Invalid {
+                source_name: self.name.clone(),
+                text: self.text.clone(),
+                diagnostics: vec![Diagnostic::at(pos, &e.path, e.message)],
+            }
+        })?;
         let diagnostics = validate::check(&scenario);
         if diagnostics.is_empty() {
             Ok(scenario)
         } else {
-            Err(invalid(diagnostics))
+            Err(self.invalid(diagnostics))
+        }
+    }
+
+    /// The error for problems found after parsing, each moved to the node its path names when
+    /// the document has it (a check may only know an ancestor's position, such as the start of
+    /// `expected_findings` or a template field without a span), otherwise left where it was.
+    pub fn invalid(&self, mut diagnostics: Vec<Diagnostic>) -> ScenarioError {
+        let positions = yaml::Positions::of(&self.text);
+        for d in &mut diagnostics {
+            let found = positions.get(&d.path).or_else(|| {
+                ((d.line, d.column) == (1, 1))
+                    .then(|| positions.nearest(&d.path))
+                    .flatten()
+            });
+            if let Some(pos) = found {
+                let moved = Diagnostic::at(pos, &d.path, std::mem::take(&mut d.message));
+                *d = moved;
+            }
+        }
+        diagnostics.sort();
+        diagnostics.dedup();
+        ScenarioError::Invalid {
+            source_name: self.name.clone(),
+            text: self.text.clone(),
+            diagnostics,
         }
     }
 }

@@ -59,6 +59,19 @@ impl ParamSpec {
         }
     }
 
+    /// How many values a draw can give, or `None` when the spec is not drawable or the count
+    /// does not fit a u64 (checked, never wrapped or saturated).
+    pub fn size(&self) -> Option<u64> {
+        if let Some(list) = &self.one_of {
+            return u64::try_from(list.len()).ok().filter(|n| *n > 0);
+        }
+        let [lo, hi] = self.range?;
+        let steps = ((hi - lo) / self.effective_step()).floor();
+        // 2^53: beyond it f64 no longer counts whole steps exactly.
+        (steps.is_finite() && (0.0..9.007_199_254_740_992e15).contains(&steps))
+            .then(|| steps as u64 + 1)
+    }
+
     /// Every value a draw can give is one of these or lies between two of them; validation
     /// renders the scenario with each of them.
     pub fn corners(&self) -> Vec<ParamValue> {

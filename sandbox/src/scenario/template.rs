@@ -1,9 +1,15 @@
 //! Templates over a run's drawn parameters (minijinja): whole-field expressions such as
 //! `"{{ loss_pct }}"` that become typed values, and text such as a briefing that mentions them.
+//!
+//! A scenario may come from anyone, and `validate` renders it, so rendering is bounded: a
+//! template is expressions only (no `{% … %}` statements, so no loops), holds no string or
+//! list literals and no `~`, repeats no text parameter with `*`, runs on a fixed amount of
+//! fuel and may produce at most [`MAX_OUTPUT`] bytes. Together these keep every value it can
+//! build proportional to its own size.
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 
-use super::params::Params;
+use super::params::{ParamValue, Params};
 use super::value::{Scalar, Tpl};
 
 /// Renders templates against one set of drawn parameters. Unknown names are errors, so a typo
@@ -11,12 +17,26 @@ use super::value::{Scalar, Tpl};
 pub struct Renderer {
     env: Environment<'static>,
     ctx: Value,
+    /// Names of parameters whose value is text: `*` on them would repeat it.
+    text_params: Vec<String>,
 }
+
+/// The most a single template may render to.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+/// The longest template accepted.
+pub const MAX_SOURCE: usize = 16 * 1024;
+/// Instructions one render may run; far more than any expression over params needs.
+const FUEL: u64 = 20_000;
 
 impl Renderer {
     pub fn new(params: &Params) -> Renderer {
-        let mut env = Environment::new();
+        let mut env = Environment::empty();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        env.add_filter("round", minijinja::filters::round);
+        env.add_filter("int", minijinja::filters::int);
+        env.add_filter("float", minijinja::filters::float);
+        env.add_filter("abs", minijinja::filters::abs);
         let map: std::collections::BTreeMap<String, serde_json::Value> = params
             .iter()
             .map(|(k, v)| (k.clone(), v.to_json()))
@@ -24,15 +44,82 @@ impl Renderer {
         Renderer {
             env,
             ctx: Value::from(minijinja::value::Serde(&map)),
+            text_params: params
+                .iter()
+                .filter(|(_, v)| matches!(v, ParamValue::Str(_)))
+                .map(|(k, _)| k.clone())
+                .collect(),
         }
     }
 
     /// Renders free text (briefings, hints, expected answers).
     pub fn text(&self, template: &str) -> Result<String, String> {
-        if !template.contains("{{") && !template.contains("{%") {
+        if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
             return Ok(template.to_string());
         }
-        self.env.render_str(template, &self.ctx).map_err(describe)
+        self.check(template)?;
+        let out = self.env.render_str(template, &self.ctx).map_err(describe)?;
+        if out.len() > MAX_OUTPUT {
+            return Err(format!(
+                "template error: renders to {} bytes; at most {MAX_OUTPUT} are allowed",
+                out.len()
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Refuses what could make rendering costly, before anything runs.
+    fn check(&self, template: &str) -> Result<(), String> {
+        if template.len() > MAX_SOURCE {
+            return Err(format!(
+                "template error: the template is {} bytes; at most {MAX_SOURCE} are allowed",
+                template.len()
+            ));
+        }
+        let mut rest = template;
+        while let Some(at) = rest.find('{') {
+            let after = &rest[at + 1..];
+            if after.starts_with('%') {
+                return Err("template error: `{% … %}` statements are not supported; a template is `{{ expression }}` over params".into());
+            }
+            if let Some(comment) = after.strip_prefix('#') {
+                rest = comment.find("#}").map_or("", |end| &comment[end + 2..]);
+                continue;
+            }
+            let Some(inner) = after.strip_prefix('{') else {
+                rest = after;
+                continue;
+            };
+            let end = inner.find("}}").unwrap_or(inner.len());
+            self.check_expression(&inner[..end])?;
+            rest = inner.get(end + 2..).unwrap_or("");
+        }
+        Ok(())
+    }
+
+    fn check_expression(&self, expr: &str) -> Result<(), String> {
+        if let Some(c) = expr.chars().find(|c| matches!(c, '"' | '\'' | '~' | '[')) {
+            let what = match c {
+                '~' => "`~` (text concatenation)",
+                '[' => "lists",
+                _ => "string literals",
+            };
+            return Err(format!(
+                "template error: {what} are not supported in a template; use params"
+            ));
+        }
+        if expr.contains('*') {
+            let idents = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+            if let Some(name) = idents
+                .into_iter()
+                .find(|w| self.text_params.iter().any(|p| p == w))
+            {
+                return Err(format!(
+                    "template error: `{name}` is text; `*` cannot repeat it"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The value of a field that may be a template expression.
@@ -47,6 +134,7 @@ impl Renderer {
             }
             Tpl::Expr(src) => {
                 let inner = src.trim().trim_start_matches("{{").trim_end_matches("}}");
+                self.check_expression(inner)?;
                 let expr = self.env.compile_expression(inner).map_err(describe)?;
                 let out = expr.eval(&self.ctx).map_err(describe)?;
                 if out.is_undefined() {
@@ -69,6 +157,7 @@ impl Renderer {
             serde_json::Value::String(s) => {
                 if super::value::is_expression(s) {
                     let inner = s.trim().trim_start_matches("{{").trim_end_matches("}}");
+                    self.check_expression(inner)?;
                     let expr = self.env.compile_expression(inner).map_err(describe)?;
                     let out = expr.eval(&self.ctx).map_err(describe)?;
                     if out.is_undefined() {
@@ -112,17 +201,22 @@ pub fn render_document(
     Ok(text)
 }
 
+/// The error's own words, and the line within the template when it is not the first (the
+/// field's position says where the template starts).
 fn describe(e: minijinja::Error) -> String {
-    match e.detail() {
+    let what = match e.detail() {
         Some(detail) => format!("template error: {detail}"),
         None => format!("template error: {}", e.kind()),
+    };
+    match e.line() {
+        Some(line) if line > 1 => format!("{what} (line {line} of the template)"),
+        _ => what,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::params::ParamValue;
 
     fn renderer() -> Renderer {
         let mut p = Params::new();
@@ -175,11 +269,59 @@ mod tests {
     }
 
     #[test]
+    fn errors_deep_in_a_template_say_which_line() {
+        let e = renderer().text("one\ntwo\n{{ nope }}\n").unwrap_err();
+        assert!(e.ends_with("(line 3 of the template)"), "{e}");
+    }
+
+    #[test]
     fn wrong_type_is_reported() {
         let r = renderer();
         let e = r
             .value::<f64>(&Tpl::Expr("{{ victim }}".into()))
             .unwrap_err();
         assert!(e.contains("expected a number"), "{e}");
+    }
+
+    #[test]
+    fn costly_templates_are_refused_before_they_run() {
+        let r = renderer();
+        let start = std::time::Instant::now();
+        for bomb in [
+            "{% for a in range(99999) %}{% for b in range(99999) %}x{% endfor %}{% endfor %}",
+            "{{ 'x' * 100000000 }}",
+            "{{ victim * 100000000 }}",
+            "{{ loss ~ loss ~ loss }}",
+            "{{ [1, 2] * 100000000 }}",
+            "{{ \"a\" }}",
+        ] {
+            let e = r.text(bomb).unwrap_err();
+            assert!(e.starts_with("template error:"), "{bomb}: {e}");
+        }
+        let e = r
+            .value::<f64>(&Tpl::Expr("{{ victim * 99999999 }}".into()))
+            .unwrap_err();
+        assert!(e.contains("cannot repeat"), "{e}");
+        assert!(r.text(&"{{ loss }}".repeat(MAX_SOURCE)).is_err());
+        assert!(start.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn arithmetic_and_comments_still_render() {
+        let r = renderer();
+        assert_eq!(r.text("{# why #}{{ (loss * 3) | round }}").unwrap(), "36");
+        assert_eq!(
+            r.text("{ not a tag } {{ loss }}").unwrap(),
+            "{ not a tag } 12"
+        );
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let mut p = Params::new();
+        p.insert("v".into(), ParamValue::Str("x".repeat(256)));
+        let r = Renderer::new(&p);
+        let e = r.text(&"{{ v + v + v + v }}".repeat(100)).unwrap_err();
+        assert!(e.contains("renders to"), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{Direction, FaultKind, NameService, Program, Scenario, Service, Target};
+use super::{Direction, FaultKind, NameService, ParamValue, Program, Scenario, Service, Target};
 use crate::yaml::Pos;
 
 /// One problem in a scenario, located in its file.
@@ -51,6 +51,8 @@ pub(crate) const RESERVED_NAMES: [&str; 2] = [super::LOADGEN, "lab"];
 /// Replicas of one service; a lab as a whole holds at most
 /// [`crate::topology::Subnet::MAX_INSTANCES`] instances, the load generator included.
 pub(crate) const MAX_REPLICAS: u32 = 1000;
+/// Grading pairs every expected finding with the learner's; this keeps it to milliseconds.
+const MAX_EXPECTED_FINDINGS: usize = 16;
 
 /// `^[a-z][a-z0-9-]*$` within `max` characters, not ending in a dash.
 pub(crate) fn is_name(s: &str, max: usize) -> bool {
@@ -100,7 +102,7 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
         );
     }
     if let Some(layout) = &s.metadata.cluster
-        && crate::cluster::Layout::named(layout).is_none()
+        && !super::CLUSTER_LAYOUTS.contains(&layout.as_str())
     {
         c.err(
             layout.pos,
@@ -108,8 +110,17 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
             format!(
                 "no cluster layout `{}`; expected one of: {}",
                 **layout,
-                crate::cluster::Layout::names().join(", ")
+                super::CLUSTER_LAYOUTS.join(", ")
             ),
+        );
+    }
+    if let Some(t) = &s.metadata.time_limit
+        && t.0.is_zero()
+    {
+        c.err(
+            t.pos,
+            "metadata.time_limit",
+            "expected a time limit above 0; leave it out for no limit",
         );
     }
     check_params(&mut c, s);
@@ -122,6 +133,13 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
             s.pass_mark.pos,
             "pass_mark",
             "expected points out of 100, from 0 to 100",
+        );
+    }
+    if s.extra_finding_penalty > 100 {
+        c.err(
+            Pos::default(),
+            "extra_finding_penalty",
+            "expected points from 0 to 100",
         );
     }
     for (i, h) in s.hints.iter().enumerate() {
@@ -139,6 +157,27 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
 }
 
 fn check_params(c: &mut Checker, s: &Scenario) {
+    use super::{MAX_ONE_OF, MAX_PARAM_TEXT, MAX_PARAMS, MAX_RANGE_VALUES};
+    if let Some((name, spec)) = s.params.iter().nth(MAX_PARAMS) {
+        c.err(
+            spec.pos,
+            format!("params.{name}"),
+            format!("at most {MAX_PARAMS} parameters are allowed"),
+        );
+    }
+    let mut joint = Some(1u64);
+    for (name, spec) in &s.params {
+        // A spec that cannot be drawn is reported on its own below.
+        joint = joint.and_then(|j| j.checked_mul(spec.size().unwrap_or(1)));
+        if joint.is_none() {
+            c.err(
+                spec.pos,
+                format!("params.{name}"),
+                "the parameters together can draw more combinations than can be counted (2^64); narrow a range or raise its step",
+            );
+            break;
+        }
+    }
     for (name, spec) in &s.params {
         let path = format!("params.{name}");
         let valid_name = name
@@ -158,12 +197,27 @@ fn check_params(c: &mut Checker, s: &Scenario) {
                 "expected exactly one of `one_of: [...]` or `range: [low, high]`",
             ),
             (Some(list), None) => {
-                if list.is_empty() {
+                if list.is_empty() || list.len() > MAX_ONE_OF {
                     c.err(
                         spec.pos,
                         format!("{path}.one_of"),
-                        "expected at least one value",
+                        format!("expected 1 to {MAX_ONE_OF} values"),
                     );
+                }
+                for (k, v) in list.iter().enumerate() {
+                    match v {
+                        ParamValue::Str(t) if t.chars().count() > MAX_PARAM_TEXT => c.err(
+                            spec.pos,
+                            format!("{path}.one_of[{k}]"),
+                            format!("expected at most {MAX_PARAM_TEXT} characters"),
+                        ),
+                        ParamValue::Float(x) if !x.is_finite() => c.err(
+                            spec.pos,
+                            format!("{path}.one_of[{k}]"),
+                            "expected a finite number",
+                        ),
+                        _ => {}
+                    }
                 }
                 if spec.step.is_some() {
                     c.err(
@@ -186,6 +240,16 @@ fn check_params(c: &mut Checker, s: &Scenario) {
                         spec.pos,
                         format!("{path}.step"),
                         "expected a step greater than 0",
+                    );
+                } else if lo.is_finite()
+                    && hi.is_finite()
+                    && lo <= hi
+                    && spec.size().is_none_or(|n| n > MAX_RANGE_VALUES)
+                {
+                    c.err(
+                        spec.pos,
+                        format!("{path}.range"),
+                        format!("a range may hold at most {MAX_RANGE_VALUES} steps; narrow it or raise `step`"),
                     );
                 }
             }
@@ -249,6 +313,33 @@ fn check_services(c: &mut Checker, s: &Scenario) {
                     super::ADMIN_PORT
                 ),
             );
+        }
+        for key in svc.env.keys() {
+            if key.is_empty() || key.contains(['=', '\0']) {
+                c.err(
+                    svc.name.pos,
+                    format!("{path}.env.{key}"),
+                    "an environment variable's name is not empty and holds no `=` or NUL",
+                );
+            }
+        }
+        for (k, v) in &svc.env {
+            if v.contains('\0') {
+                c.err(
+                    svc.name.pos,
+                    format!("{path}.env.{k}"),
+                    "a value may not hold NUL",
+                );
+            }
+        }
+        for (j, a) in svc.args.iter().enumerate() {
+            if a.contains('\0') {
+                c.err(
+                    svc.name.pos,
+                    format!("{path}.args[{j}]"),
+                    "an argument may not hold NUL",
+                );
+            }
         }
         check_calls(c, s, svc, &path);
     }
@@ -402,11 +493,11 @@ fn check_workload(c: &mut Checker, s: &Scenario) {
         ),
         Some(_) => {}
     }
-    if !w.path.starts_with('/') {
+    if !w.path.starts_with('/') || w.path.chars().any(|ch| ch.is_control() || ch == ' ') {
         c.err(
             w.target.pos,
             "workload.path",
-            "expected a path starting with `/`",
+            "expected a path starting with `/`, without spaces or control characters (CR, LF)",
         );
     }
     if *w.rate == 0 || *w.rate > 10_000 {
@@ -631,8 +722,16 @@ fn probe_names() -> String {
 fn check_grading(c: &mut Checker, s: &Scenario) {
     use grader::expect::Matcher;
     let pos = s.expected_findings.pos;
-    let mut total = 0u32;
+    // Summed wide, so points that would wrap a u32 back to 100 are still reported.
+    let mut total = 0u64;
     let mut ids = BTreeSet::new();
+    if s.expected_findings.len() > MAX_EXPECTED_FINDINGS {
+        c.err(
+            pos,
+            "expected_findings",
+            format!("at most {MAX_EXPECTED_FINDINGS} expected findings are allowed"),
+        );
+    }
     for (i, e) in s.expected_findings.iter().enumerate() {
         let path = format!("expected_findings[{i}]");
         if !ids.insert(e.id.as_str()) {
@@ -644,13 +743,52 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
         }
         for (j, chk) in e.checks.iter().enumerate() {
             let cpath = format!("{path}.checks[{j}]");
-            total += chk.points;
+            total += u64::from(chk.points);
             if !known_field(&chk.field) {
                 c.err(pos, format!("{cpath}.field"), format!("`{}` is not a field of a finding; expected root_cause, where.service, where.link, where.direction, where.port, where.services or magnitude.<quantity>", chk.field));
             }
-            let mut matchers = vec![(&chk.expect, chk.points)];
-            matchers.extend(chk.partial.iter().map(|p| (&p.expect, p.points)));
-            for (m, points) in matchers {
+            let mut matchers = vec![(&chk.expect, chk.points, format!("{cpath}.expect"))];
+            matchers.extend(
+                chk.partial
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| (&p.expect, p.points, format!("{cpath}.partial[{k}].expect"))),
+            );
+            for (m, points, mpath) in matchers {
+                if let Matcher::Approx { tolerance, .. } = m
+                    && !(tolerance.is_finite() && *tolerance >= 0.0)
+                {
+                    c.err(
+                        pos,
+                        format!("{mpath}.approx.tolerance"),
+                        format!("expected a tolerance of 0 or more, found {tolerance}"),
+                    );
+                }
+                if matches!(
+                    chk.field.as_str(),
+                    "where.service" | "where.link" | "where.services"
+                ) {
+                    let values: Vec<&serde_json::Value> = match m {
+                        Matcher::Equals(v) => vec![v],
+                        Matcher::OneOf(v) | Matcher::Set(v) => v.iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    for v in values {
+                        if let Some(name) = v.as_str()
+                            && !name.contains("{{")
+                            && !is_lab_name(s, name)
+                        {
+                            c.err(
+                                pos,
+                                mpath.clone(),
+                                format!(
+                                    "`{name}` is no service of this lab, so no finding can match it; expected one of: {}",
+                                    names(s)
+                                ),
+                            );
+                        }
+                    }
+                }
                 if points > chk.points {
                     c.err(
                         pos,
@@ -693,7 +831,41 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
             }
         }
         for (j, ev) in e.evidence.iter().enumerate() {
-            total += ev.points;
+            total += u64::from(ev.points);
+            let shows = ev.shows.as_ref();
+            let named = ev.target.iter().map(|t| ("target", t)).chain(
+                shows
+                    .and_then(|sh| sh.between.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|t| ("shows.between", t))
+                    .chain(
+                        shows
+                            .and_then(|sh| sh.involves.as_ref())
+                            .map(|t| ("shows.involves", t)),
+                    ),
+            );
+            for (field, name) in named {
+                if !name.contains("{{") && !is_lab_name(s, name) {
+                    c.err(
+                        pos,
+                        format!("{path}.evidence[{j}].{field}"),
+                        format!(
+                            "`{name}` is no service of this lab; expected one of: {}",
+                            names(s)
+                        ),
+                    );
+                }
+            }
+            if let Some(ms) = shows.and_then(|sh| sh.min_ms)
+                && !(ms.is_finite() && ms >= 0.0)
+            {
+                c.err(
+                    pos,
+                    format!("{path}.evidence[{j}].shows.min_ms"),
+                    "expected 0 or more milliseconds",
+                );
+            }
             if !probe_known(&ev.probe) {
                 c.err(
                     pos,
@@ -729,6 +901,18 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
         }
     }
     for (i, sym) in s.symptom.iter().enumerate() {
+        if sym
+            .above
+            .into_iter()
+            .chain(sym.below)
+            .any(|x| !x.is_finite() || x < 0.0)
+        {
+            c.err(
+                sym.metric.pos,
+                format!("symptom[{i}]"),
+                "expected a threshold of 0 or more",
+            );
+        }
         if sym.above.is_some() == sym.below.is_some() {
             c.err(
                 sym.metric.pos,
@@ -749,6 +933,13 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
             }
         }
     }
+}
+
+/// A service of the lab, one of its instances (`ledger-0`), or the load generator.
+fn is_lab_name(s: &Scenario, name: &str) -> bool {
+    name == super::LOADGEN
+        || s.service(name).is_some()
+        || s.service(grader::value::service_of(name)).is_some()
 }
 
 pub(crate) fn names(s: &Scenario) -> String {

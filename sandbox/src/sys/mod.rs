@@ -1,6 +1,7 @@
 //! Thin, checked access to the host: running the networking tools (iproute2, nftables,
 //! iptables, tc) and acting inside network namespaces.
 
+pub mod capped;
 pub mod cmd;
 pub mod netns;
 
