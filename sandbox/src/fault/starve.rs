@@ -76,8 +76,7 @@ pub fn install(pids: &[i32], hogs: u32) -> Result<StarveFault, FaultError> {
     // A target in a CPU cgroup of its own (a container) competes for the CPU as one group
     // against the busy threads' group, whatever their number: each busy thread joins a
     // target's group, so the neighbours are as noisy as they are on a shared host.
-    let groups: Vec<std::path::PathBuf> =
-        pids.iter().filter_map(|p| cpu_cgroup_tasks(*p)).collect();
+    let groups = busy_groups(pids);
     let own = cpu_cgroup_tasks(std::process::id() as i32);
     for i in 0..hogs {
         let stop = stop.clone();
@@ -105,6 +104,31 @@ pub fn install(pids: &[i32], hogs: u32) -> Result<StarveFault, FaultError> {
         fault.hogs.push(hog);
     }
     Ok(fault)
+}
+
+/// The CPU cgroups of the targets that do the work: an instance's namespace may also hold an
+/// idle process in a group of its own (a pod's `pause`), which busy threads must not join.
+fn busy_groups(pids: &[i32]) -> Vec<std::path::PathBuf> {
+    let cpu_ticks = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0)
+    };
+    let used: Vec<(i32, u64)> = pids.iter().map(|p| (*p, cpu_ticks(*p))).collect();
+    let most = used.iter().map(|(_, t)| *t).max().unwrap_or(0);
+    let mut groups: Vec<std::path::PathBuf> = used
+        .iter()
+        .filter(|(_, t)| *t * 10 >= most)
+        .filter_map(|(p, _)| cpu_cgroup_tasks(*p))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 /// The `tasks` file of the cgroup v1 CPU controller process `pid` is in (writing a thread id
@@ -152,6 +176,18 @@ impl Drop for StarveFault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_threads_join_the_group_of_a_process_that_works() {
+        let me = std::process::id() as i32;
+        let Some(mine) = cpu_cgroup_tasks(me) else {
+            eprintln!("SKIPPED: this machine has no cgroup v1 cpu controller");
+            return;
+        };
+        assert!(mine.ends_with("tasks"), "{}", mine.display());
+        // This process has used CPU; an exited one counts as idle and adds no group.
+        assert_eq!(busy_groups(&[me, i32::MAX]), vec![mine]);
+    }
 
     #[test]
     fn the_last_online_cpu_is_chosen() {
