@@ -424,23 +424,26 @@ async fn start_pods(
             }),
             ..Default::default()
         };
-        let container = pod_name(id, &name);
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&container)
-            .build();
-        docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(err)?;
-        docker
-            .start_container(&container, None)
-            .await
-            .map_err(err)?;
-        let pid = pid_of(docker, &container).await?;
+        let pid = run_container(docker, &pod_name(id, &name), body).await?;
         Ok::<_, BackendError>((name, pid))
     };
     let started = futures_util::future::join_all(names.iter().cloned().map(start)).await;
     started.into_iter().collect()
+}
+
+/// Creates and starts a container named `name`, and gives back its main process's host pid.
+async fn run_container(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> Result<u32, BackendError> {
+    let opts = CreateContainerOptionsBuilder::default().name(name).build();
+    docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(err)?;
+    docker.start_container(name, None).await.map_err(err)?;
+    pid_of(docker, name).await
 }
 
 async fn pid_of(docker: &Docker, container: &str) -> Result<u32, BackendError> {
@@ -567,18 +570,7 @@ impl Backend for DockerBackend {
                 let gone = RemoveContainerOptionsBuilder::default().force(true).build();
                 let _ = docker.remove_container(&container, Some(gone)).await;
             }
-            let opts = CreateContainerOptionsBuilder::default()
-                .name(&container)
-                .build();
-            docker
-                .create_container(Some(opts), body)
-                .await
-                .map_err(err)?;
-            docker
-                .start_container(&container, None)
-                .await
-                .map_err(err)?;
-            pid_of(&docker, &container).await
+            run_container(&docker, &container, body).await
         })?;
         let follower = self.rt.spawn(follow(
             self.docker.clone(),
