@@ -214,7 +214,7 @@ workload: {target: front, rate: 50, timeout: 500ms}
 faults:
   - id: cut
     type: blackhole
-    target: {service: "{{ 'db' if cut else 'front' }}", port: "{{ 7070 if cut else 9090 }}"}
+    target: {service: db, port: "{{ 7070 if cut else 9090 }}"}
 briefing: {title: t, body: b}
 "#;
     let file = write_temp("twins.yaml", broken);
@@ -226,7 +226,7 @@ briefing: {title: t, body: b}
         .unwrap();
     let cuts = |seed: u64| {
         let plan = sandbox::plan::Plan::build(&scenario, seed).unwrap();
-        matches!(&plan.faults[0].target, sandbox::plan::FaultTarget::Service { service, .. } if service == "db")
+        matches!(&plan.faults[0].target, sandbox::plan::FaultTarget::Service { port: Some(7070), .. })
     };
     let cut_seed = (0..64).find(|s| cuts(*s)).unwrap();
     let fine_seed = (0..64).find(|s| !cuts(*s)).unwrap();
