@@ -226,7 +226,13 @@ briefing: {title: t, body: b}
         .unwrap();
     let cuts = |seed: u64| {
         let plan = sandbox::plan::Plan::build(&scenario, seed).unwrap();
-        matches!(&plan.faults[0].target, sandbox::plan::FaultTarget::Service { port: Some(7070), .. })
+        matches!(
+            &plan.faults[0].target,
+            sandbox::plan::FaultTarget::Service {
+                port: Some(7070),
+                ..
+            }
+        )
     };
     let cut_seed = (0..64).find(|s| cuts(*s)).unwrap();
     let fine_seed = (0..64).find(|s| !cuts(*s)).unwrap();
