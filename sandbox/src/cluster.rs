@@ -930,15 +930,17 @@ pub fn service_image(program: &str, key: &str) -> String {
     format!("sandbox.local/{program}:{key}")
 }
 
-/// An archive of the Go services' images, built from the cached binaries.
-fn services_archive() -> Result<(PathBuf, Vec<String>), ClusterError> {
-    let tc = crate::gobuild::find()?;
-    let built = crate::gobuild::build(&tc)?;
-    let key = built
-        .dir
+/// The key naming the images made from one directory of built programs.
+fn images_key(binaries: &Path) -> String {
+    binaries
         .file_name()
         .map(|n| n.to_string_lossy().replace(['.', '_'], "-"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// An archive of the Go services' images, made from the programs in `binaries`.
+fn services_archive(binaries: &Path) -> Result<(PathBuf, Vec<String>), ClusterError> {
+    let key = images_key(binaries);
     let images: Vec<String> = crate::gobuild::PROGRAMS
         .iter()
         .map(|p| service_image(p, &key))
@@ -952,7 +954,7 @@ fn services_archive() -> Result<(PathBuf, Vec<String>), ClusterError> {
         let made = cmd::run(
             Command::new("tar")
                 .arg("-C")
-                .arg(&built.dir)
+                .arg(binaries)
                 .arg("-cf")
                 .arg(&layer)
                 .arg(p),
@@ -976,6 +978,59 @@ fn services_archive() -> Result<(PathBuf, Vec<String>), ClusterError> {
     saved?;
     std::fs::rename(&tmp, &archive).map_err(io(format!("writing {}", archive.display())))?;
     Ok((archive, images))
+}
+
+fn load_services(name: &str, tools: &Tools, binaries: &Path) -> Result<(), ClusterError> {
+    let (archive, _) = services_archive(binaries)?;
+    run_tied(
+        Command::new(&tools.kind)
+            .args(["load", "image-archive"])
+            .arg(&archive)
+            .args(["--name", name])
+            .env("KIND_EXPERIMENTAL_DOCKER_NETWORK", name),
+    )?;
+    Ok(())
+}
+
+/// Makes sure every node of cluster `name` has the images of the programs in `binaries`
+/// (a lab may be built with another Go than the cluster's first images), and gives back the
+/// key that names them.
+pub fn ensure_service_images(name: &str, binaries: &Path) -> Result<String, ClusterError> {
+    let key = images_key(binaries);
+    let want: Vec<String> = crate::gobuild::PROGRAMS
+        .iter()
+        .map(|p| service_image(p, &key))
+        .collect();
+    let nodes: Vec<Node> = kind_nodes()
+        .into_iter()
+        .filter(|n| n.cluster == name)
+        .collect();
+    let missing = nodes.iter().any(|n| {
+        let listed =
+            cmd::run(docker().args(["exec", &n.name, "ctr", "-n", "k8s.io", "images", "ls", "-q"]))
+                .unwrap_or_default();
+        want.iter().any(|w| !listed.lines().any(|l| l.trim() == w))
+    });
+    if missing {
+        load_services(name, &tools()?, binaries)?;
+    }
+    Ok(key)
+}
+
+/// The host pid of cluster `name`'s control-plane node, whose network namespace routes to
+/// every pod.
+pub fn node_pid(name: &str) -> Result<u32, ClusterError> {
+    let node = format!("{name}-control-plane");
+    let out = cmd::run(docker().args(["inspect", "--format", "{{.State.Pid}}", &node]))?;
+    out.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ClusterError::NotReady {
+            what: format!("node {node}"),
+            secs: 0,
+            detail: "it has no running process".into(),
+        })
 }
 
 /// Creates cluster `name` with `layout`, waits for it to be ready and loads the service
@@ -1099,14 +1154,9 @@ fn create_inner(
         stage("nodes registered (NotReady: no CNI)", t, progress);
     }
     let started = Instant::now();
-    let (archive, _) = services_archive()?;
-    run_tied(
-        Command::new(&tools.kind)
-            .args(["load", "image-archive"])
-            .arg(&archive)
-            .args(["--name", name])
-            .env("KIND_EXPERIMENTAL_DOCKER_NETWORK", name),
-    )?;
+    let tc = crate::gobuild::find()?;
+    let built = crate::gobuild::build(&tc)?;
+    load_services(name, tools, &built.dir)?;
     stage("service images loaded", started.elapsed(), progress);
     // The kubelets have set their sysctls by now; the host gets its own back.
     if let Some(e) = restore_host_sysctls().first() {

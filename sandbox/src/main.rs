@@ -64,9 +64,14 @@ enum Cmd {
         /// The instructor's public key (`sandbox keys generate`), with --certify.
         #[arg(long, value_name = "FILE.pub")]
         instructor: Option<std::path::PathBuf>,
-        /// Where the lab runs: network namespaces on this machine, or Docker containers.
+        /// Where the lab runs: network namespaces on this machine, Docker containers, or
+        /// a Kubernetes cluster (`kube`).
         #[arg(long, default_value = "netns")]
         backend: BackendKind,
+        /// With `--backend kube`: the cluster (`sandbox cluster list`); sandbox's only
+        /// cluster when there is one.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
     },
     /// Show a lab's services, faults and live symptoms (rate, errors, latency).
     #[command(
@@ -288,6 +293,9 @@ enum Cmd {
         /// Where the labs run; with --all, only the scenarios that list it are verified.
         #[arg(long, default_value = "netns")]
         backend: BackendKind,
+        /// With `--backend kube`: the cluster the labs run on.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
     },
     /// Take a lab down and check that nothing of it is left.
     #[command(after_help = "Examples:\n  sudo sandbox down\n  sudo sandbox down --all")]
@@ -378,6 +386,7 @@ fn main() -> ExitCode {
             certify,
             instructor,
             backend,
+            cluster,
         } => app::run(
             RunOptions {
                 scenario,
@@ -386,6 +395,7 @@ fn main() -> ExitCode {
                 ready_timeout: timeout,
                 certify: certify.zip(instructor),
                 backend,
+                cluster,
             },
             color,
         ),
@@ -517,7 +527,8 @@ fn main() -> ExitCode {
             seed,
             json,
             backend,
-        } => app::verify(&scenarios, all, seed, json, backend),
+            cluster,
+        } => app::verify(&scenarios, all, seed, json, backend, cluster.as_deref()),
         Cmd::Down { lab, all } => app::down(lab.as_deref(), all, color),
         Cmd::Doctor { json } => app::doctor(json),
         Cmd::Cluster(c) => match c {

@@ -195,6 +195,8 @@ pub struct RunOptions {
     /// Certification: the candidate, and the instructor's public key file.
     pub certify: Option<(String, std::path::PathBuf)>,
     pub backend: BackendKind,
+    /// The cluster a `kube` lab runs on.
+    pub cluster: Option<String>,
 }
 
 /// Refuses a backend the scenario does not list in `metadata.backends`.
@@ -268,6 +270,7 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
         o.ready_timeout,
         certification,
         o.backend,
+        o.cluster.as_deref(),
     )?;
     let st = &launched.state;
     let what = match &st.candidate {
@@ -303,6 +306,7 @@ pub fn start(
     ready_timeout: Duration,
     certification: Option<lab::Certification>,
     backend: BackendKind,
+    cluster: Option<&str>,
 ) -> Result<lab::Launched, AppError> {
     let progress = Progress::new();
     let tc = gobuild::find()?;
@@ -313,6 +317,7 @@ pub fn start(
     let req = lab::Request {
         plan,
         backend,
+        cluster: cluster.map(str::to_string),
         binaries: &built.dir,
         source,
         ready_timeout,
@@ -742,6 +747,7 @@ pub fn verify(
     seed: u64,
     json: bool,
     backend: BackendKind,
+    cluster: Option<&str>,
 ) -> Result<(), AppError> {
     require_root("verify")?;
     let names: Vec<String> = if all {
@@ -766,7 +772,7 @@ pub fn verify(
     let mut failed = Vec::new();
     let mut reports = Vec::new();
     for name in &names {
-        let report = verify_one(name, seed, backend)?;
+        let report = verify_one(name, seed, backend, cluster)?;
         if !json {
             print!("{}", safe(&crate::verify::render(&report)));
             println!();
@@ -797,6 +803,7 @@ fn verify_one(
     name: &str,
     seed: u64,
     backend: BackendKind,
+    cluster: Option<&str>,
 ) -> Result<crate::verify::Report, AppError> {
     let (source, s) = load(name)?;
     check_backend(&s, backend)?;
@@ -810,7 +817,14 @@ fn verify_one(
     }
     let plan = Plan::build(&s, seed).map_err(|diagnostics| source.invalid(diagnostics))?;
     eprintln!("verifying {} (seed {seed}, {backend} backend)", source.name);
-    let launched = start(&plan, &source.name, Duration::from_secs(60), None, backend)?;
+    let launched = start(
+        &plan,
+        &source.name,
+        Duration::from_secs(60),
+        None,
+        backend,
+        cluster,
+    )?;
     let id = launched.state.id.clone();
     let report = crate::verify::check_running(&plan, &s, &id, |step| eprintln!("· {step}"));
     let down = lab::down(&id);

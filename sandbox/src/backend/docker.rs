@@ -34,7 +34,9 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{Backend, BackendError, BackendKind, Exit, Handle, LabSpec, Run, Started, Wire};
+use super::{
+    Backend, BackendError, BackendKind, Exit, Handle, LabSpec, Run, Started, Wire, resolv_conf,
+};
 use crate::fault::Sites;
 use crate::ids::{LabId, PREFIX};
 use crate::scenario::NameService;
@@ -73,11 +75,6 @@ fn app_name(id: &LabId, instance: &str) -> String {
 
 fn lab_tag(id: &LabId) -> String {
     format!("{REPO}:lab-{id}")
-}
-
-/// The resolver configuration containers (and `sandbox shell`) use: the lab's name server.
-pub fn resolv_conf(id: &LabId) -> PathBuf {
-    crate::ids::lab_dir(id).join("resolv.conf")
 }
 
 fn hosts_file(id: &LabId) -> PathBuf {

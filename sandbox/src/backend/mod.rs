@@ -5,6 +5,7 @@
 //! commands) talks to [`Backend`] and never to one backend's details.
 
 pub mod docker;
+pub mod kube;
 pub mod netns;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,9 @@ pub enum BackendError {
     /// The container engine refused or failed a request.
     #[error("docker: {0}")]
     Docker(String),
+    /// The cluster's API server refused or failed a request.
+    #[error("kubernetes: {0}")]
+    Kube(String),
 }
 
 /// What a backend needs to build a lab.
@@ -56,6 +60,13 @@ pub struct LabSpec {
     pub binaries: PathBuf,
     /// The lab's state directory (the load generator writes its figures there).
     pub dir: PathBuf,
+    /// Every instance's run, in start order, for a backend that declares the whole lab at
+    /// once (Kubernetes); the others start each instance when `start` asks.
+    pub runs: Vec<Run>,
+    /// Each service's data port.
+    pub ports: BTreeMap<String, u16>,
+    /// The cluster a Kubernetes lab runs on (sandbox's only cluster when absent).
+    pub cluster: Option<String>,
 }
 
 /// One instance to start.
@@ -128,6 +139,12 @@ pub trait Backend: Send + Sync {
 
     fn wire(&self) -> Wire;
 
+    /// Whether names resolve through sandbox's own name server (a scenario's `names: dns`);
+    /// not where the platform has its own, as a cluster's DNS.
+    fn runs_name_server(&self) -> bool {
+        true
+    }
+
     /// Removes everything the lab created. Called once, by [`Network`].
     fn destroy(&mut self) -> Result<(), BackendError>;
 }
@@ -173,11 +190,7 @@ pub fn create(kind: BackendKind, spec: &LabSpec) -> Result<Network, BackendError
     let backend: Box<dyn Backend> = match kind {
         BackendKind::Netns => Box::new(netns::NetnsBackend::create(spec)?),
         BackendKind::Docker => Box::new(docker::DockerBackend::create(spec)?),
-        BackendKind::Kube => {
-            return Err(BackendError::Unavailable(
-                "the kube backend is not part of this build yet".into(),
-            ));
-        }
+        BackendKind::Kube => Box::new(kube::KubeBackend::create(spec)?),
     };
     Ok(Network {
         inner: Some(backend),
@@ -188,6 +201,7 @@ pub fn create(kind: BackendKind, spec: &LabSpec) -> Result<Network, BackendError
 pub fn labs_present() -> Vec<LabId> {
     let mut ids = netns::lab_ids_present();
     ids.extend(docker::lab_ids_present());
+    ids.extend(kube::lab_ids_present());
     ids.sort();
     ids.dedup();
     ids
@@ -207,6 +221,11 @@ pub fn sweep(id: &LabId, kind: Option<BackendKind>) -> Vec<String> {
     {
         errors.push(format!("docker: {e}"));
     }
+    if kind.is_none_or(|k| k == BackendKind::Kube)
+        && let Err(e) = kube::remove_lab(id)
+    {
+        errors.push(format!("kubernetes: {e}"));
+    }
     errors
 }
 
@@ -218,6 +237,9 @@ pub fn leftovers(id: &LabId, kind: Option<BackendKind>) -> Vec<String> {
         .collect();
     if kind.is_none_or(|k| k == BackendKind::Docker) {
         out.extend(docker::leftovers(id));
+    }
+    if kind.is_none_or(|k| k == BackendKind::Kube) {
+        out.extend(kube::leftovers(id));
     }
     out
 }
@@ -239,9 +261,15 @@ pub fn shell_command(
         BackendKind::Netns => netns::shell_command(id, instance, program).ok_or_else(missing),
         BackendKind::Docker | BackendKind::Kube => {
             let ns = netns.filter(|n| n.exists()).ok_or_else(missing)?;
-            Ok(enter_with_resolver(ns, &docker::resolv_conf(id), program))
+            Ok(enter_with_resolver(ns, &resolv_conf(id), program))
         }
     }
+}
+
+/// The resolver configuration an instance's processes (and `sandbox shell`) use, written by
+/// backends whose instances do not share the host's: the lab's name server, or the cluster's.
+pub fn resolv_conf(id: &LabId) -> PathBuf {
+    crate::ids::lab_dir(id).join("resolv.conf")
 }
 
 /// `nsenter` into `ns` with a private mount namespace where `resolv` is `/etc/resolv.conf`:

@@ -174,6 +174,20 @@ impl Sites {
     }
 }
 
+impl Injector {
+    /// Where `sels` are matched; none at all would make a fault that touches nothing and
+    /// still says it is active.
+    fn points(&self, sels: &[Selector]) -> Result<Vec<Point>, FaultError> {
+        let points = self.sites.points(sels);
+        if points.is_empty() && !sels.is_empty() {
+            return Err(FaultError::Unsupported(
+                "no instance of the lab is where this fault's packets pass".into(),
+            ));
+        }
+        Ok(points)
+    }
+}
+
 /// Installs a lab's faults; owns what they share (delay engine, htb roots, offload state).
 pub struct Injector {
     sites: Sites,
@@ -289,10 +303,10 @@ impl Injector {
         match &f.effect {
             e if nft::handles(e) => {
                 let table = format!("{PREFIX}_{}_f{index}", self.lab);
-                nft::install(&self.sites.points(&sels), &table, &comment, e).map(Active::Nft)
+                nft::install(&self.points(&sels)?, &table, &comment, e).map(Active::Nft)
             }
             Effect::Delay { delay, jitter } => {
-                let points = self.sites.points(&sels);
+                let points = self.points(&sels)?;
                 let mut engines = Vec::new();
                 {
                     let mut running = self

@@ -39,6 +39,8 @@ pub type Prepare<'a> = &'a dyn Fn(&LabDir, &State) -> Result<(), String>;
 pub struct Request<'a> {
     pub plan: &'a Plan,
     pub backend: BackendKind,
+    /// The cluster a `kube` lab runs on.
+    pub cluster: Option<String>,
     pub binaries: &'a Path,
     /// The scenario file, or `bundled:<id>`.
     pub source: &'a str,
@@ -163,6 +165,7 @@ pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, 
         id: id.clone(),
         slot: state.slot,
         backend: req.backend,
+        cluster: req.cluster.clone(),
         plan,
         binaries: req.binaries.to_path_buf(),
         certification: req.certification.is_some(),

@@ -29,6 +29,9 @@ pub struct Spec {
     pub id: LabId,
     pub slot: u8,
     pub backend: BackendKind,
+    /// The cluster a `kube` lab runs on.
+    #[serde(default)]
+    pub cluster: Option<String>,
     pub plan: Plan,
     /// Directory with the compiled Go programs.
     pub binaries: PathBuf,
@@ -81,6 +84,14 @@ pub fn main(id: &LabId) -> i32 {
         names: spec.plan.names,
         binaries: spec.binaries.clone(),
         dir: dir.path.clone(),
+        runs: runs(&spec, &dir),
+        ports: spec
+            .plan
+            .instances
+            .iter()
+            .map(|i| (i.service.clone(), i.port))
+            .collect(),
+        cluster: spec.cluster.clone(),
     };
     shared.step("creating the network");
     let backend = match backend::create(spec.backend, &lab) {
@@ -91,6 +102,7 @@ pub fn main(id: &LabId) -> i32 {
         return shared.fail(format!("{e}"));
     }
     let names = match spec.plan.names {
+        NameService::Dns if !backend.runs_name_server() => None,
         NameService::Dns => match NameServer::start(backend.book().control, backend.book()) {
             Ok(server) => Some(server),
             Err(e) => return shared.fail(format!("starting the lab's name server: {e}")),
@@ -390,31 +402,17 @@ impl Lab<'_> {
         std::fs::create_dir_all(self.shared.dir.logs())
             .map_err(|e| format!("creating the log directory: {e}"))?;
         self.shared.step("starting services");
-        for inst in &plan.instances {
-            let argv = service_args(inst);
-            self.spawn_supervised(
-                &inst.name,
-                inst.program.name(),
-                argv,
-                inst.env.clone(),
-                stop.clone(),
-            )?;
+        let (load, services): (Vec<backend::Run>, Vec<backend::Run>) =
+            runs(self.spec, &self.shared.dir)
+                .into_iter()
+                .partition(|r| r.instance == LOADGEN);
+        for run in services {
+            self.spawn_supervised(run, stop.clone())?;
         }
         self.wait_healthy().await?;
-        let w = &plan.workload;
-        let argv = vec![
-            "-target".into(),
-            w.url.clone(),
-            "-rate".into(),
-            w.rate.to_string(),
-            "-concurrency".into(),
-            w.concurrency.to_string(),
-            "-timeout".into(),
-            format!("{}ms", w.timeout.as_millis()),
-            "-stats".into(),
-            self.shared.dir.load_stats().display().to_string(),
-        ];
-        self.spawn_supervised(LOADGEN, LOADGEN, argv, BTreeMap::new(), stop)?;
+        for run in load {
+            self.spawn_supervised(run, stop.clone())?;
+        }
         Ok(())
     }
 
@@ -422,22 +420,12 @@ impl Lab<'_> {
     /// growing pause, until the lab stops.
     fn spawn_supervised(
         &mut self,
-        name: &str,
-        program: &str,
-        argv: Vec<String>,
-        env: BTreeMap<String, String>,
+        run: backend::Run,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), String> {
         let net = self.network()?;
-        let run = backend::Run {
-            instance: name.to_string(),
-            program: program.to_string(),
-            args: argv,
-            env,
-            log: self.shared.dir.log_of(name),
-        };
         let shared = self.shared.clone();
-        let name = name.to_string();
+        let name = run.instance.clone();
         let run_name = name.clone();
         let task = tokio::spawn(async move {
             let mut restarts = 0u32;
@@ -573,6 +561,41 @@ fn set_instance(s: &mut State, name: &str, f: impl FnOnce(&mut InstanceState)) {
 
 fn mark(shared: &Shared, name: &str, status: String) {
     shared.update(|s| set_instance(s, name, |i| i.status = status));
+}
+
+/// Every instance's run: the services', then the load generator's.
+fn runs(spec: &Spec, dir: &LabDir) -> Vec<backend::Run> {
+    let w = &spec.plan.workload;
+    let load = vec![
+        "-target".into(),
+        w.url.clone(),
+        "-rate".into(),
+        w.rate.to_string(),
+        "-concurrency".into(),
+        w.concurrency.to_string(),
+        "-timeout".into(),
+        format!("{}ms", w.timeout.as_millis()),
+        "-stats".into(),
+        dir.load_stats().display().to_string(),
+    ];
+    spec.plan
+        .instances
+        .iter()
+        .map(|inst| backend::Run {
+            instance: inst.name.clone(),
+            program: inst.program.name().to_string(),
+            args: service_args(inst),
+            env: inst.env.clone(),
+            log: dir.log_of(&inst.name),
+        })
+        .chain(std::iter::once(backend::Run {
+            instance: LOADGEN.into(),
+            program: LOADGEN.into(),
+            args: load,
+            env: BTreeMap::new(),
+            log: dir.log_of(LOADGEN),
+        }))
+        .collect()
 }
 
 fn service_args(inst: &Instance) -> Vec<String> {

@@ -4,6 +4,7 @@
 pub mod capped;
 pub mod cmd;
 pub mod netns;
+pub mod procs;
 
 /// Root is needed for namespaces, nftables, tc and eBPF.
 pub fn is_root() -> bool {

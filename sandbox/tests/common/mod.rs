@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,10 +20,17 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
-/// Tests on a backend skip (loudly) where it cannot run: without root, or, for Docker,
-/// without a daemon. In CI (`CI=true`) a missing daemon fails instead: CI starts one.
+/// Tests on a backend skip (loudly) where it cannot run: without root; for Docker, without a
+/// daemon (in CI, `CI=true`, that fails instead: CI starts one); for Kubernetes, without a
+/// cluster made for them (`SANDBOX_TEST_CLUSTER`, set by scripts/test's cluster step).
 pub fn backend_or_skip(test: &str, kind: sandbox::backend::BackendKind) -> bool {
     if !root_or_skip(test) {
+        return false;
+    }
+    if kind == sandbox::backend::BackendKind::Kube && test_cluster().is_none() {
+        eprintln!(
+            "SKIPPED {test} on kube: no cluster named in SANDBOX_TEST_CLUSTER (scripts/test makes a kind pair cluster and runs these on it)"
+        );
         return false;
     }
     if kind == sandbox::backend::BackendKind::Docker && !docker_answers() {
@@ -37,6 +44,31 @@ pub fn backend_or_skip(test: &str, kind: sandbox::backend::BackendKind) -> bool 
         return false;
     }
     true
+}
+
+/// The cluster tests on the Kubernetes backend run on, when one was made for them.
+pub fn test_cluster() -> Option<String> {
+    std::env::var("SANDBOX_TEST_CLUSTER")
+        .ok()
+        .filter(|c| !c.is_empty())
+}
+
+/// `kubectl` on one of sandbox's clusters; its standard output (a failure is an empty one,
+/// with the error on standard error).
+pub fn kubectl(cluster: &str, args: &[&str]) -> String {
+    let tools = sandbox::cluster::tools().expect("kind tools are built");
+    let out = Command::new(&tools.kubectl)
+        .arg("--kubeconfig")
+        .arg(sandbox::cluster::kubeconfig(
+            &sandbox::cluster::cluster_name(cluster).unwrap(),
+        ))
+        .args(args)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn docker_answers() -> bool {
@@ -157,12 +189,16 @@ impl Lab {
         env: &[(&str, &str)],
         backend: sandbox::backend::BackendKind,
     ) -> Lab {
-        let out = sandbox()
-            .args(["run", scenario, "--detach", "--seed", &seed.to_string()])
+        let mut run = sandbox();
+        run.args(["run", scenario, "--detach", "--seed", &seed.to_string()])
             .args(["--backend", backend.name()])
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
+            .envs(env.iter().copied());
+        if backend == sandbox::backend::BackendKind::Kube
+            && let Some(cluster) = test_cluster()
+        {
+            run.args(["--cluster", &cluster]);
+        }
+        let out = run.output().unwrap();
         let all = text(&out);
         assert!(
             out.status.success(),
@@ -254,6 +290,21 @@ impl Lab {
 
     pub fn supervisor_pid(&self) -> i32 {
         self.status()["lab"]["supervisor_pid"].as_i64().unwrap() as i32
+    }
+
+    /// SIGKILLs the lab's supervisor and waits until it is gone.
+    pub fn kill_supervisor(&self) {
+        let pid = self.supervisor_pid();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+            assert!(Instant::now() < deadline, "supervisor survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until fault `id` reaches `status` (`active`, `ended`, …).
@@ -361,7 +412,24 @@ pub fn leftovers(id: &str) -> Vec<String> {
                 .map(|l| format!("docker network {l}")),
         );
     }
-    if Path::new(&format!("/run/sandbox/labs/{id}")).exists() {
+    if let Some(cluster) = test_cluster() {
+        out.extend(
+            kubectl(
+                &cluster,
+                &[
+                    "get",
+                    "ns",
+                    "-l",
+                    &format!("sandbox.io/lab={id}"),
+                    "-o",
+                    "name",
+                ],
+            )
+            .lines()
+            .map(|l| format!("{l} on cluster {cluster}")),
+        );
+    }
+    if sandbox::ids::state_root().join("labs").join(id).exists() {
         out.push(format!("state dir of {id}"));
     }
     for p in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -412,7 +480,7 @@ pub fn root_ns_objects() -> Vec<String> {
 
 /// Ids of the labs with a state directory.
 pub fn lab_ids() -> Vec<String> {
-    std::fs::read_dir("/run/sandbox/labs")
+    std::fs::read_dir(sandbox::ids::state_root().join("labs"))
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
