@@ -45,6 +45,12 @@ pub const ROOT_CAUSES: &[RootCause] = &[
         quantity: None,
     },
     RootCause {
+        id: "node-partition",
+        title: "Node network partition",
+        signs: "pods on one node cannot reach pods on another; calls within a node work; every pod Running and Ready",
+        quantity: None,
+    },
+    RootCause {
         id: "syn-drop",
         title: "Connection attempts dropped",
         signs: "new connections time out while established ones keep working",

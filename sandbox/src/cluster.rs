@@ -1017,10 +1017,10 @@ pub fn ensure_service_images(name: &str, binaries: &Path) -> Result<String, Clus
     Ok(key)
 }
 
-/// The host pid of cluster `name`'s control-plane node, whose network namespace routes to
-/// every pod.
-pub fn node_pid(name: &str) -> Result<u32, ClusterError> {
-    let node = format!("{name}-control-plane");
+/// The host pid of cluster `name`'s node `role` (`control-plane`, `worker`): its network
+/// namespace forwards the node's pods' packets and routes to every pod.
+pub fn node_pid(name: &str, role: &str) -> Result<u32, ClusterError> {
+    let node = format!("{name}-{role}");
     let out = cmd::run(docker().args(["inspect", "--format", "{{.State.Pid}}", &node]))?;
     out.trim()
         .parse::<u32>()

@@ -81,7 +81,7 @@ impl Graph {
                 FaultTarget::Link { from: a, to: b, .. } => {
                     (a == from && b == to) || (a == to && b == from)
                 }
-                FaultTarget::Service { .. } => false,
+                FaultTarget::Service { .. } | FaultTarget::Node { .. } => false,
             })
             .collect()
     }

@@ -61,6 +61,9 @@ pub struct Instance {
     pub upstreams: Vec<String>,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// The cluster node it runs on, where the scenario places it.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,6 +101,8 @@ pub enum FaultTarget {
         direction: Direction,
         port: Option<u16>,
     },
+    /// A cluster node, by role (`worker`).
+    Node { node: String },
 }
 
 /// What a fault does, with every parameter concrete.
@@ -146,6 +151,8 @@ pub enum Effect {
         delay: Option<Duration>,
         percent: f64,
     },
+    /// On a cluster node: its pods and the lab's pods on other nodes stop reaching each other.
+    NodePartition,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -165,6 +172,7 @@ impl FaultTarget {
     pub fn port(&self) -> Option<u16> {
         match self {
             FaultTarget::Service { port, .. } | FaultTarget::Link { port, .. } => *port,
+            FaultTarget::Node { .. } => None,
         }
     }
 }
@@ -197,6 +205,7 @@ impl std::fmt::Display for FaultTarget {
                 };
                 (format!("{from} {arrow} {to}"), Direction::Both, port)
             }
+            FaultTarget::Node { node } => (format!("node {node}"), Direction::Both, &None),
         };
         write!(f, "{what}")?;
         if !matches!(dir, Direction::Both) {
@@ -222,6 +231,7 @@ impl std::fmt::Display for Effect {
             Effect::Reset { percent } => write!(f, "TCP resets on {percent}% of segments"),
             Effect::Blackhole => write!(f, "blackhole"),
             Effect::Partition => write!(f, "partition"),
+            Effect::NodePartition => write!(f, "pod network cut off from the other nodes"),
             Effect::SynDrop { percent } => write!(f, "{percent}% of SYNs dropped"),
             Effect::Bandwidth { bits_per_sec } => write!(
                 f,
@@ -567,6 +577,7 @@ impl<'a> Builder<'a> {
                     upstreams: upstreams.clone(),
                     args: svc.args.clone(),
                     env: svc.env.clone(),
+                    node: svc.node.as_ref().map(|n| n.value.clone()),
                 });
             }
         }
@@ -610,7 +621,11 @@ impl<'a> Builder<'a> {
             .as_ref()
             .map(|d| d.value)
             .unwrap_or(Direction::Both);
-        let target = if let Some(svc) = &t.service {
+        let target = if let Some(node) = &t.node {
+            FaultTarget::Node {
+                node: node.value.clone(),
+            }
+        } else if let Some(svc) = &t.service {
             let service = self.endpoint(svc, &format!("{tpath}.service"), false)?;
             let def = self.s.service(&service)?;
             if let Some(r) = &t.replica
@@ -764,6 +779,7 @@ impl<'a> Builder<'a> {
             }
             FaultKind::Blackhole => Effect::Blackhole,
             FaultKind::Partition => Effect::Partition,
+            FaultKind::NodePartition => Effect::NodePartition,
             FaultKind::Leak => Effect::Leak,
             FaultKind::Delay => {
                 let d = delay(self)?;

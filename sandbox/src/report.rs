@@ -103,24 +103,6 @@ fn latency(ms: f64) -> String {
 }
 
 #[derive(Tabled)]
-struct InstanceRow {
-    #[tabled(rename = "INSTANCE")]
-    name: String,
-    #[tabled(rename = "PROGRAM")]
-    program: String,
-    #[tabled(rename = "ADDRESS")]
-    ip: String,
-    #[tabled(rename = "PORTS")]
-    ports: String,
-    #[tabled(rename = "PID")]
-    pid: String,
-    #[tabled(rename = "RESTARTS")]
-    restarts: u32,
-    #[tabled(rename = "STATE")]
-    status: String,
-}
-
-#[derive(Tabled)]
 struct FaultRow {
     #[tabled(rename = "FAULT")]
     id: String,
@@ -262,21 +244,31 @@ pub fn status(state: &State, sym: &Symptoms, now_ms: u64) -> String {
         let _ = writeln!(out, "phase: {:?} — {}", state.phase, state.step);
     }
     let _ = writeln!(out);
-    let rows = state.instances.iter().map(|i| InstanceRow {
-        name: i.name.clone(),
-        program: i.program.clone(),
-        ip: i.ip.clone(),
-        ports: i
-            .ports
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        pid: i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-        restarts: i.restarts,
-        status: i.status.clone(),
+    // Where instances run on cluster nodes, which node is part of the picture.
+    let nodes = state.instances.iter().any(|i| i.node.is_some());
+    let mut headers = vec!["INSTANCE", "PROGRAM", "ADDRESS"];
+    if nodes {
+        headers.push("NODE");
+    }
+    headers.extend(["PORTS", "PID", "RESTARTS", "STATE"]);
+    let rows = state.instances.iter().map(|i| {
+        let mut row = vec![i.name.clone(), i.program.clone(), i.ip.clone()];
+        if nodes {
+            row.push(i.node.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.extend([
+            i.ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            i.restarts.to_string(),
+            i.status.clone(),
+        ]);
+        row
     });
-    let _ = writeln!(out, "{}", table(rows));
+    let _ = writeln!(out, "{}", grid(&headers, rows));
     if !state.faults.is_empty() {
         let _ = writeln!(out);
         let rows = state.faults.iter().map(|f| {
@@ -725,6 +717,7 @@ mod tests {
                 pid: Some(1234),
                 netns: None,
                 netns_inode: None,
+                node: None,
                 restarts: 0,
                 calls: vec![],
                 status: "running".into(),

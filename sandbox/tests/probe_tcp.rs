@@ -19,7 +19,7 @@ fn scenario(id: &str, extra_args: &str, faults: &str) -> String {
         r#"
 apiVersion: sandbox/v1
 kind: Scenario
-metadata: {{id: {id}, title: t, summary: s, difficulty: beginner, backends: [netns, docker]}}
+metadata: {{id: {id}, title: t, summary: s, difficulty: beginner, backends: [netns, docker, kube]}}
 topology:
   services:
     - {{name: front, program: gateway, calls: [mid]}}
@@ -133,6 +133,11 @@ fn tcp_retrans_in_docker_containers_agrees_with_the_kernel() {
     retrans_agrees_with_the_kernel(BackendKind::Docker);
 }
 
+#[test]
+fn tcp_retrans_on_kube_pods_agrees_with_the_kernel() {
+    retrans_agrees_with_the_kernel(BackendKind::Kube);
+}
+
 fn retrans_agrees_with_the_kernel(kind: BackendKind) {
     if !backend_or_skip("tcp_retrans_points_at_the_lossy_link", kind) {
         return;
@@ -235,6 +240,11 @@ fn tcp_reset_in_docker_containers_says_the_network_sent_the_resets() {
     resets_come_from_the_network(BackendKind::Docker);
 }
 
+#[test]
+fn tcp_reset_on_kube_pods_says_the_network_sent_the_resets() {
+    resets_come_from_the_network(BackendKind::Kube);
+}
+
 fn resets_come_from_the_network(kind: BackendKind) {
     if !backend_or_skip("tcp_reset_says_the_network_sent_the_resets", kind) {
         return;
@@ -294,6 +304,11 @@ fn tcp_drop_points_at_a_blackhole() {
 #[test]
 fn tcp_drop_points_at_a_blackhole_in_docker_containers() {
     drops_at_a_blackhole(BackendKind::Docker);
+}
+
+#[test]
+fn tcp_drop_points_at_a_blackhole_on_kube_pods() {
+    drops_at_a_blackhole(BackendKind::Kube);
 }
 
 fn drops_at_a_blackhole(kind: BackendKind) {

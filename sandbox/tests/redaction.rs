@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use sandbox::backend::BackendKind;
 use sandbox::plan::{FaultTarget, Plan};
 use sandbox::scenario::Source;
 
@@ -72,6 +73,7 @@ impl Secrets {
                     fault_words.push(from.clone());
                     fault_words.push(to.clone());
                 }
+                FaultTarget::Node { node } => fault_words.push(node.clone()),
             }
         }
         for e in &plan.exercise.expected {
@@ -218,7 +220,7 @@ fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 /// Checks one scenario's lab; returns what leaked, surface by surface.
-fn check(id: &str, text_of_scenario: &str, seed: u64) -> Vec<String> {
+fn check(id: &str, text_of_scenario: &str, seed: u64, backend: BackendKind) -> Vec<String> {
     let yaml = firing_early(text_of_scenario);
     let scenario = Source {
         name: format!("{id}.yaml"),
@@ -228,7 +230,7 @@ fn check(id: &str, text_of_scenario: &str, seed: u64) -> Vec<String> {
     .unwrap_or_else(|e| panic!("{id}: {e}"));
     let plan = Plan::build(&scenario, seed).unwrap();
     let secrets = Secrets::of(&plan);
-    let lab = Lab::start_yaml(id, &yaml, seed);
+    let lab = Lab::start_yaml_on(id, &yaml, seed, backend);
     let revealed = wait_for_faults(&lab, Duration::from_secs(30));
     let lab_name = lab.id.clone();
     let lab_id = lab_name.as_str();
@@ -404,19 +406,49 @@ fn no_learner_surface_of_any_bundled_scenario_gives_a_fault_away() {
     if !root_or_skip("no_learner_surface_of_any_bundled_scenario_gives_a_fault_away") {
         return;
     }
+    let bundled = sandbox::scenario::bundled();
+    assert!(bundled.len() >= 13, "{} bundled scenarios", bundled.len());
+    check_all(&bundled, BackendKind::Netns);
+}
+
+/// Scenarios written for a cluster alone run there (scripts/test's cluster step).
+#[test]
+fn no_learner_surface_of_a_kube_only_scenario_gives_a_fault_away() {
+    if !backend_or_skip(
+        "no_learner_surface_of_a_kube_only_scenario_gives_a_fault_away",
+        BackendKind::Kube,
+    ) {
+        return;
+    }
+    check_all(&sandbox::scenario::bundled(), BackendKind::Kube);
+}
+
+/// Checks every bundled scenario that runs on `backend` and on no backend before it in
+/// [`BackendKind::ALL`] (so each scenario is checked once, where it runs first).
+fn check_all(bundled: &[sandbox::scenario::Bundled], backend: BackendKind) {
     let _g = serial();
     let started = Instant::now();
     let mut leaks = Vec::new();
-    let bundled = sandbox::scenario::bundled();
-    assert!(bundled.len() >= 13, "{} bundled scenarios", bundled.len());
-    for b in &bundled {
+    let mut checked = 0;
+    for b in bundled {
+        let listed = Source {
+            name: b.id.to_string(),
+            text: b.text.to_string(),
+        }
+        .load()
+        .unwrap_or_else(|e| panic!("{}: {e}", b.id))
+        .metadata
+        .backends;
+        if listed.iter().min() != Some(&backend) {
+            continue;
+        }
         let t = Instant::now();
-        leaks.extend(check(b.id, b.text, 7));
+        leaks.extend(check(b.id, b.text, 7, backend));
+        checked += 1;
         eprintln!("{}: checked in {:.1}s", b.id, t.elapsed().as_secs_f64());
     }
     eprintln!(
-        "{} scenarios checked in {:.1}s",
-        bundled.len(),
+        "{checked} scenarios checked on {backend} in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     assert!(

@@ -582,6 +582,7 @@ impl Backend for DockerBackend {
                 pid,
                 netns: pod.netns.clone(),
                 netns_inode: pod.inode,
+                node: None,
             },
             exit: Box::new(ContainerExit {
                 rt: self.rt.handle().clone(),

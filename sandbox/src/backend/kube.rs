@@ -34,7 +34,7 @@ use kube::{Client, Config};
 use serde_json::json;
 
 use super::{Backend, BackendError, BackendKind, Exit, Handle, LabSpec, Run, Started, Wire};
-use crate::fault::Sites;
+use crate::fault::{NodeSite, Sites};
 use crate::ids::{LabId, PREFIX};
 use crate::scenario::ADMIN_PORT;
 use crate::sys::netns::NsPath;
@@ -143,6 +143,14 @@ pub fn pick_cluster(asked: Option<&str>) -> Result<String, BackendError> {
 struct PodNs {
     netns: NsPath,
     inode: u64,
+    /// The node it runs on, by role.
+    node: Option<String>,
+}
+
+/// A pod's running container, and where it runs.
+struct Running {
+    cid: String,
+    node: Option<String>,
 }
 
 pub struct KubeBackend {
@@ -310,8 +318,8 @@ impl KubeBackend {
 
     /// Waits for pods `names` to be ready and writes their addresses into the book.
     fn add_ready(&mut self, names: &[String]) -> Result<(), BackendError> {
-        for (name, ip, cid) in self.wait_ready(names)? {
-            self.pod_ns(&name, &cid)?;
+        for (name, ip, running) in self.wait_ready(names)? {
+            self.pod_ns(&name, &running)?;
             let service = self
                 .services
                 .get(&name)
@@ -393,6 +401,10 @@ impl KubeBackend {
             "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
             "containers": [container]
         });
+        if let Some(node) = &run.node {
+            spec["nodeSelector"] =
+                json!({"kubernetes.io/hostname": format!("{}-{node}", self.cluster)});
+        }
         if writes_lab_dir {
             spec["containers"][0]["volumeMounts"] =
                 json!([{"name": "lab", "mountPath": LAB_DIR_IN_POD}]);
@@ -409,7 +421,7 @@ impl KubeBackend {
     fn wait_ready(
         &self,
         names: &[String],
-    ) -> Result<Vec<(String, Ipv4Addr, String)>, BackendError> {
+    ) -> Result<Vec<(String, Ipv4Addr, Running)>, BackendError> {
         let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
         let names = names.to_vec();
         block(&self.rt, async move {
@@ -419,7 +431,14 @@ impl KubeBackend {
                 loop {
                     let pod = api.get(&name).await.map_err(kerr("reading a pod"))?;
                     if let (Some(ip), Some(cid)) = (ready_ip(&pod), running_id(&pod)) {
-                        out.push((name, ip, cid));
+                        out.push((
+                            name,
+                            ip,
+                            Running {
+                                cid,
+                                node: node_of(&pod),
+                            },
+                        ));
                         break;
                     }
                     if Instant::now() > deadline {
@@ -498,7 +517,7 @@ impl KubeBackend {
         &self,
         name: &str,
         previous: Option<&str>,
-    ) -> Result<String, BackendError> {
+    ) -> Result<Running, BackendError> {
         let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
         let (name, previous) = (name.to_string(), previous.map(str::to_string));
         block(&self.rt, async move {
@@ -506,7 +525,10 @@ impl KubeBackend {
             loop {
                 let pod = api.get(&name).await.map_err(kerr("reading a pod"))?;
                 if let Some(cid) = running_id(&pod).filter(|c| Some(c) != previous.as_ref()) {
-                    return Ok(cid);
+                    return Ok(Running {
+                        cid,
+                        node: node_of(&pod),
+                    });
                 }
                 if Instant::now() > deadline {
                     return Err(BackendError::Kube(format!(
@@ -596,7 +618,8 @@ impl KubeBackend {
         Ok(())
     }
 
-    fn pod_ns(&self, instance: &str, cid: &str) -> Result<(u32, PodNs), BackendError> {
+    fn pod_ns(&self, instance: &str, running: &Running) -> Result<(u32, PodNs), BackendError> {
+        let cid = &running.cid;
         let pid = crate::sys::procs::pids_in_container(cid).into_iter().min().ok_or_else(|| {
             BackendError::Kube(format!("no process of pod {instance}'s container {cid} on this machine (is the cluster's node here?)"))
         })?;
@@ -616,9 +639,14 @@ impl KubeBackend {
         }
         // The pod's sandbox process holds the namespace across restarts of the container.
         let holder = crate::sys::procs::holder_of_netns(inode, pid).unwrap_or(pid);
+        let prefix = format!("{}-", self.cluster);
         let pod = PodNs {
             netns: NsPath::of_pid(holder),
             inode,
+            node: running
+                .node
+                .as_deref()
+                .map(|n| n.strip_prefix(&prefix).unwrap_or(n).to_string()),
         };
         if let Ok(mut p) = self.pods.lock() {
             p.insert(instance.to_string(), pod.clone());
@@ -647,6 +675,11 @@ fn container_status(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerS
         .as_ref()?
         .iter()
         .find(|c| c.name == CONTAINER)
+}
+
+/// The node the scheduler put a pod on.
+fn node_of(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref()?.node_name.clone()
 }
 
 /// The pod's address once its Ready condition is true.
@@ -744,7 +777,7 @@ impl Backend for KubeBackend {
 
     /// Moves into the control-plane node's namespace, where every pod address routes.
     fn join(&self) -> Result<(), BackendError> {
-        let pid = crate::cluster::node_pid(&self.cluster)
+        let pid = crate::cluster::node_pid(&self.cluster, "control-plane")
             .map_err(|e| BackendError::Unavailable(e.to_string()))?;
         let ns = NsPath::of_pid(pid);
         ns.enter().map_err(|source| BackendError::Io {
@@ -762,11 +795,12 @@ impl Backend for KubeBackend {
             .lock()
             .ok()
             .and_then(|c| c.get(&run.instance).cloned());
-        let cid = self.running_container(&run.instance, previous.as_deref())?;
+        let running = self.running_container(&run.instance, previous.as_deref())?;
+        let cid = running.cid.clone();
         if let Ok(mut c) = self.containers.lock() {
             c.insert(run.instance.clone(), cid.clone());
         }
-        let (pid, pod) = self.pod_ns(&run.instance, &cid)?;
+        let (pid, pod) = self.pod_ns(&run.instance, &running)?;
         self.link_lab_files(run, pid)?;
         self.follow(&run.instance, &run.log);
         Ok(Started {
@@ -774,6 +808,7 @@ impl Backend for KubeBackend {
                 pid,
                 netns: pod.netns,
                 netns_inode: pod.inode,
+                node: pod.node,
             },
             exit: Box::new(ContainerExit {
                 rt: self.rt.handle().clone(),
@@ -816,6 +851,31 @@ impl Backend for KubeBackend {
 
     fn runs_name_server(&self) -> bool {
         false
+    }
+
+    /// Each node the lab's pods run on: its network namespace (the node container's) and
+    /// the instances there.
+    fn nodes(&self) -> Result<BTreeMap<String, NodeSite>, BackendError> {
+        let pods = self.pods.lock().map(|p| p.clone()).unwrap_or_default();
+        let mut out: BTreeMap<String, NodeSite> = BTreeMap::new();
+        for (instance, pod) in pods {
+            let Some(node) = pod.node else { continue };
+            if !out.contains_key(&node) {
+                let pid = crate::cluster::node_pid(&self.cluster, &node)
+                    .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+                out.insert(
+                    node.clone(),
+                    NodeSite {
+                        netns: NsPath::of_pid(pid),
+                        instances: Vec::new(),
+                    },
+                );
+            }
+            if let Some(site) = out.get_mut(&node) {
+                site.instances.push(instance);
+            }
+        }
+        Ok(out)
     }
 
     fn destroy(&mut self) -> Result<(), BackendError> {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::scenario::BackendKind;
 
-use crate::fault::Sites;
+use crate::fault::{NodeSite, Sites};
 use crate::ids::LabId;
 use crate::scenario::NameService;
 use crate::sys::cmd::CmdError;
@@ -79,6 +79,8 @@ pub struct Run {
     pub env: BTreeMap<String, String>,
     /// Where its standard output and error go.
     pub log: PathBuf,
+    /// The cluster node it must run on, by role, where the scenario places it.
+    pub node: Option<String>,
 }
 
 /// What the rest of sandbox may know about a running instance; published in `state.json`,
@@ -91,6 +93,9 @@ pub struct Handle {
     pub netns: NsPath,
     /// That namespace's inode, as the kernel reports `net->ns.inum`.
     pub netns_inode: u64,
+    /// The cluster node it runs on, by role (`worker`); none off a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Where a lab's network can be watched as a whole: the namespace holding the device that
@@ -138,6 +143,11 @@ pub trait Backend: Send + Sync {
     fn sites(&self) -> Result<Sites, BackendError>;
 
     fn wire(&self) -> Wire;
+
+    /// The cluster's nodes, by role, with the lab's instances on each; none off a cluster.
+    fn nodes(&self) -> Result<BTreeMap<String, NodeSite>, BackendError> {
+        Ok(BTreeMap::new())
+    }
 
     /// Whether names resolve through sandbox's own name server (a scenario's `names: dns`);
     /// not where the platform has its own, as a cluster's DNS.

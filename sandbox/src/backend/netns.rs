@@ -226,6 +226,7 @@ impl Backend for NetnsBackend {
                 pid: child.id(),
                 netns: ns,
                 netns_inode,
+                node: None,
             },
             exit: Box::new(ChildExit(child)),
         })

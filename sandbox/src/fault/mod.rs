@@ -175,6 +175,49 @@ impl Sites {
 }
 
 impl Injector {
+    /// A node partition: at the node's forward hook, every packet between the lab's pods
+    /// elsewhere and anything on this node is dropped (only this lab's pods: a shared cluster's
+    /// other labs keep their network).
+    fn cut_node(&self, index: u16, node: &str, comment: &str) -> Result<nft::NftFault, FaultError> {
+        let site = self.nodes.get(node).ok_or_else(|| {
+            FaultError::Unsupported(format!(
+                "the lab runs on no node `{node}` (node faults need the kube backend)"
+            ))
+        })?;
+        let elsewhere: Vec<Ipv4Addr> = self
+            .nodes
+            .iter()
+            .filter(|(name, _)| name.as_str() != node)
+            .flat_map(|(_, s)| s.instances.iter().filter_map(|i| self.book.ip_of(i)))
+            .collect();
+        if elsewhere.is_empty() {
+            return Err(FaultError::Unsupported(format!(
+                "no pod of the lab runs on a node other than `{node}`: nothing to cut"
+            )));
+        }
+        let sels = vec![
+            Selector {
+                src: elsewhere.clone(),
+                dst: Vec::new(),
+                dport: None,
+                sport: None,
+            },
+            Selector {
+                src: Vec::new(),
+                dst: elsewhere,
+                dport: None,
+                sport: None,
+            },
+        ];
+        let point = Point {
+            ns: site.netns.clone(),
+            hook: Hook::Forward,
+            sels,
+        };
+        let table = format!("{PREFIX}_{}_f{index}", self.lab);
+        nft::install(&[point], &table, comment, &Effect::NodePartition)
+    }
+
     /// Where `sels` are matched; none at all would make a fault that touches nothing and
     /// still says it is active.
     fn points(&self, sels: &[Selector]) -> Result<Vec<Point>, FaultError> {
@@ -199,6 +242,16 @@ pub struct Injector {
     offloads: corrupt::Offloads,
     /// The lab's name server, where it runs one.
     names: Option<crate::names::Rules>,
+    /// The cluster's nodes, by role, where the lab runs on one.
+    nodes: BTreeMap<String, NodeSite>,
+}
+
+/// A cluster node as the fault engine sees it: the network namespace that forwards its pods'
+/// packets, and the lab's instances whose pods run there.
+#[derive(Debug, Clone)]
+pub struct NodeSite {
+    pub netns: NsPath,
+    pub instances: Vec<String>,
 }
 
 /// An installed fault. Removing it (or dropping it) undoes it.
@@ -248,7 +301,14 @@ impl Injector {
             shaper: Arc::default(),
             offloads: Arc::default(),
             names: None,
+            nodes: BTreeMap::new(),
         }
+    }
+
+    /// Lets `node-partition` faults act on the cluster's nodes.
+    pub fn with_nodes(mut self, nodes: BTreeMap<String, NodeSite>) -> Injector {
+        self.nodes = nodes;
+        self
     }
 
     /// Lets `dns` faults act at the lab's name server.
@@ -272,9 +332,9 @@ impl Injector {
                     .into_iter()
                     .collect(),
                 FaultTarget::Service { service, .. } => self.book.ips_of_service(service),
-                FaultTarget::Link { .. } => {
+                FaultTarget::Link { .. } | FaultTarget::Node { .. } => {
                     return Err(FaultError::Unsupported(format!(
-                        "{} acts on a service, not a link",
+                        "{} acts on a service, not a link or node",
                         f.effect
                     )));
                 }
@@ -300,6 +360,9 @@ impl Injector {
         let sels = selector::selectors(&f.target, &f.effect, &self.book);
         let index =
             u16::try_from(index).map_err(|_| FaultError::Unsupported("too many faults".into()))?;
+        if let FaultTarget::Node { node } = &f.target {
+            return self.cut_node(index, node, &comment).map(Active::Nft);
+        }
         match &f.effect {
             e if nft::handles(e) => {
                 let table = format!("{PREFIX}_{}_f{index}", self.lab);

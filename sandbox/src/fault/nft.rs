@@ -196,7 +196,9 @@ fn rules(comment: &str, effect: &Effect, sels: &[Selector]) -> String {
             Effect::Loss { percent } => {
                 format!("{}{}counter drop", matches(sel, false), sample(*percent))
             }
-            Effect::Blackhole | Effect::Partition => format!("{}counter drop", matches(sel, false)),
+            Effect::Blackhole | Effect::Partition | Effect::NodePartition => {
+                format!("{}counter drop", matches(sel, false))
+            }
             Effect::SynDrop { percent } => {
                 format!(
                     "{}tcp flags & (syn | ack) == syn {}counter drop",

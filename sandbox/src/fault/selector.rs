@@ -81,6 +81,8 @@ pub fn selectors(target: &FaultTarget, effect: &Effect, book: &AddressBook) -> V
                 _ => vec![fwd, rev],
             }
         }
+        // Matched by the node's own addresses; see `Injector::inject`.
+        FaultTarget::Node { .. } => Vec::new(),
     }
 }
 

@@ -67,6 +67,9 @@ pub struct InstanceState {
     pub netns: Option<NsPath>,
     #[serde(default)]
     pub netns_inode: Option<u64>,
+    /// The cluster node it runs on (Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub restarts: u32,
     /// The services this instance calls (the load generator: the workload's target), for
     /// `graph`.

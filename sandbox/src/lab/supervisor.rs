@@ -129,6 +129,7 @@ pub fn main(id: &LabId) -> i32 {
                 pid: None,
                 netns: None,
                 netns_inode: None,
+                node: None,
                 restarts: 0,
                 calls: i.upstreams.iter().map(|u| host_of(u)).collect(),
                 status: "starting".into(),
@@ -146,6 +147,7 @@ pub fn main(id: &LabId) -> i32 {
                 pid: None,
                 netns: None,
                 netns_inode: None,
+                node: None,
                 restarts: 0,
                 calls: vec![spec.plan.workload.target.clone()],
                 status: "waiting".into(),
@@ -346,7 +348,11 @@ impl Lab<'_> {
         let sites = net
             .sites()
             .map_err(|e| format!("finding fault sites: {e}"))?;
-        let injector = Injector::new(sites, self.spec.id.as_str(), net.book().clone());
+        let nodes = net
+            .nodes()
+            .map_err(|e| format!("finding the cluster's nodes: {e}"))?;
+        let injector =
+            Injector::new(sites, self.spec.id.as_str(), net.book().clone()).with_nodes(nodes);
         Ok(match &self.names {
             Some(server) => injector.with_names(server.rules()),
             None => injector,
@@ -443,6 +449,7 @@ impl Lab<'_> {
                         i.pid = Some(handle.pid);
                         i.netns = Some(handle.netns.clone());
                         i.netns_inode = Some(handle.netns_inode);
+                        i.node = handle.node.clone();
                         i.restarts = restarts;
                         i.status = "running".into();
                     })
@@ -587,6 +594,7 @@ fn runs(spec: &Spec, dir: &LabDir) -> Vec<backend::Run> {
             args: service_args(inst),
             env: inst.env.clone(),
             log: dir.log_of(&inst.name),
+            node: inst.node.clone(),
         })
         .chain(std::iter::once(backend::Run {
             instance: LOADGEN.into(),
@@ -594,6 +602,7 @@ fn runs(spec: &Spec, dir: &LabDir) -> Vec<backend::Run> {
             args: load,
             env: BTreeMap::new(),
             log: dir.log_of(LOADGEN),
+            node: None,
         }))
         .collect()
 }

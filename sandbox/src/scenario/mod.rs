@@ -155,6 +155,15 @@ impl fmt::Display for Difficulty {
 /// `kind-configs/`; the cluster module checks it has one for each).
 pub const CLUSTER_LAYOUTS: [&str; 3] = ["single", "pair", "pair-no-cni"];
 
+/// The nodes of a cluster layout, by role (kind names them `<cluster>-<role>`).
+pub fn layout_nodes(layout: &str) -> &'static [&'static str] {
+    match layout {
+        "single" => &["control-plane"],
+        "pair" | "pair-no-cni" => &["control-plane", "worker"],
+        _ => &[],
+    }
+}
+
 /// Where a lab runs.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
@@ -251,6 +260,10 @@ pub struct Service {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The cluster node its pods run on (`control-plane`, `worker`), for scenarios about the
+    /// network between nodes; Kubernetes only.
+    #[serde(default)]
+    pub node: Option<Spanned<String>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -385,6 +398,9 @@ pub enum FaultKind {
     /// Name lookups fail (NXDOMAIN, SERVFAIL, no answer) or answer late at the lab's name
     /// server. Not in a lab with `topology.names: hosts`.
     Dns,
+    /// Kubernetes: the pod network between one node and the others is cut, on that node
+    /// (the lab's pods only); pods keep running and stay Ready.
+    NodePartition,
 }
 
 impl FaultKind {
@@ -404,6 +420,7 @@ impl FaultKind {
             FaultKind::CpuBurn => "cpu-burn",
             FaultKind::CpuStarve => "cpu-starve",
             FaultKind::Dns => "dns",
+            FaultKind::NodePartition => "node-partition",
         }
     }
 
@@ -448,6 +465,9 @@ pub struct Target {
     /// link, the port `to` listens on.
     #[serde(default)]
     pub port: Option<Spanned<Tpl<u16>>>,
+    /// A cluster node, for `node-partition`.
+    #[serde(default)]
+    pub node: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{Direction, FaultKind, NameService, ParamValue, Program, Scenario, Service, Target};
+use super::{
+    BackendKind, Direction, FaultKind, NameService, ParamValue, Program, Scenario, Service, Target,
+};
 use crate::yaml::Pos;
 
 /// One problem in a scenario, located in its file.
@@ -127,6 +129,7 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
     check_services(&mut c, s);
     check_workload(&mut c, s);
     check_faults(&mut c, s);
+    check_nodes(&mut c, s);
     check_grading(&mut c, s);
     if *s.pass_mark > 100 {
         c.err(
@@ -530,7 +533,10 @@ pub(crate) fn params_of(kind: FaultKind) -> (&'static [&'static str], &'static [
         FaultKind::Loss | FaultKind::Corrupt => (&["percent"], &["percent"]),
         FaultKind::Delay => (&["delay", "jitter"], &["delay"]),
         FaultKind::Reset | FaultKind::SynDrop | FaultKind::Hang => (&["percent"], &[]),
-        FaultKind::Blackhole | FaultKind::Partition | FaultKind::Leak => (&[], &[]),
+        FaultKind::Blackhole
+        | FaultKind::Partition
+        | FaultKind::Leak
+        | FaultKind::NodePartition => (&[], &[]),
         FaultKind::Bandwidth => (&["rate"], &["rate"]),
         FaultKind::Slow => (&["delay", "percent"], &["delay"]),
         FaultKind::CpuBurn => (&["goroutines"], &[]),
@@ -595,6 +601,55 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
     }
 }
 
+/// Node names (a service's placement, a `node-partition`'s target) exist only on a cluster:
+/// the scenario runs on `kube` alone, names its layout, and each node is one of the layout's.
+fn check_nodes(c: &mut Checker, s: &Scenario) {
+    let placed = s
+        .topology
+        .services
+        .iter()
+        .enumerate()
+        .filter_map(|(i, svc)| Some((svc.node.as_ref()?, format!("topology.services[{i}].node"))));
+    let targeted =
+        s.faults.iter().enumerate().filter_map(|(i, f)| {
+            Some((f.target.node.as_ref()?, format!("faults[{i}].target.node")))
+        });
+    let named: Vec<_> = placed.chain(targeted).collect();
+    let Some((first, first_path)) = named.first() else {
+        return;
+    };
+    if s.metadata.backends != [BackendKind::Kube] {
+        c.err(
+            first.pos,
+            first_path.clone(),
+            "nodes exist only on a cluster: a scenario that names one lists `backends: [kube]` alone",
+        );
+    }
+    let Some(layout) = &s.metadata.cluster else {
+        c.err(
+            first.pos,
+            first_path.clone(),
+            "a scenario that names nodes names its cluster layout in `metadata.cluster`",
+        );
+        return;
+    };
+    let nodes = super::layout_nodes(layout);
+    for (node, path) in &named {
+        if !nodes.contains(&node.as_str()) {
+            c.err(
+                node.pos,
+                path.clone(),
+                format!(
+                    "layout `{}` has no node `{}`; its nodes are: {}",
+                    **layout,
+                    ***node,
+                    nodes.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 /// A `dns` fault acts at the lab's name server, so the lab must resolve through it, and it
 /// must change something: a wrong answer, a late one, or both.
 fn check_dns(c: &mut Checker, s: &Scenario, f: &crate::scenario::Fault, path: &str) {
@@ -617,6 +672,39 @@ fn check_dns(c: &mut Checker, s: &Scenario, f: &crate::scenario::Fault, path: &s
 
 fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Target>, path: &str) {
     let pos = t.pos;
+    if kind == FaultKind::NodePartition {
+        if t.node.is_none() {
+            c.err(
+                pos,
+                path,
+                "`node-partition` cuts a node off: expected `node`",
+            );
+        }
+        let extra = [
+            ("service", t.service.as_ref().map(|v| v.pos)),
+            ("link", t.link.as_ref().map(|_| pos)),
+            ("replica", t.replica.as_ref().map(|v| v.pos)),
+            ("direction", t.direction.as_ref().map(|v| v.pos)),
+            ("port", t.port.as_ref().map(|v| v.pos)),
+        ];
+        for (field, at) in extra {
+            if let Some(at) = at {
+                c.err(
+                    at,
+                    format!("{path}.{field}"),
+                    "`node-partition` acts on a node, named by `node` alone; remove it",
+                );
+            }
+        }
+        return;
+    }
+    if let Some(n) = &t.node {
+        c.err(
+            n.pos,
+            format!("{path}.node"),
+            format!("`node` names the node a `node-partition` cuts off; `{kind}` acts on services"),
+        );
+    }
     match (&t.service, &t.link) {
         (Some(_), Some(_)) | (None, None) => {
             c.err(pos, path, "expected exactly one of `service` or `link`")
