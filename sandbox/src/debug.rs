@@ -146,6 +146,16 @@ pub fn state_of(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// Whether any thread of `pid` is in a ptrace stop.
+fn stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .any(|tid| state_of(tid) == Some('t'))
+}
+
 /// Attaches Delve to `inst` as a headless server on `listen`, in the background, and
 /// records it in the lab directory and the evidence journal.
 pub fn attach(
@@ -216,16 +226,18 @@ pub fn attach(
         instance: inst.name.clone(),
         reason,
     };
+    // Delve listens before `--continue` resumes the service: wait for both, so no client
+    // halts it before that continue (which would resume it under the client's feet).
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("API server listening at:") {
+        if text.contains("API server listening at:") && !stopped(tracee) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(failed(format!("dlv ended ({status}):\n{}", text.trim())));
         }
         if started.elapsed() > START {
-            let _ = end(pid, tracee);
+            let _ = end(pid);
             let _ = child.wait();
             return Err(failed(format!(
                 "dlv was not listening after {}s:\n{}",
@@ -246,7 +258,7 @@ pub fn attach(
     let record = record_of(&lab, &inst.name);
     let json = serde_json::to_vec_pretty(&attached).unwrap_or_default();
     if let Err(e) = std::fs::write(&record, json) {
-        let _ = end(pid, tracee);
+        let _ = end(pid);
         let _ = child.wait();
         return Err(io("writing", &record)(e));
     }
@@ -276,22 +288,19 @@ fn read_record(lab: &LabDir, instance: &str) -> Option<Attached> {
 
 /// Detaches the debugger of `instance` in lab `id`; the service keeps running.
 pub fn detach(id: &LabId, instance: &str) -> Result<(), DebugError> {
-    let lab = LabDir::new(id);
-    let record = read_record(&lab, instance);
+    let _ = std::fs::remove_file(record_of(&LabDir::new(id), instance));
     let pids: Vec<i32> = running(id)
         .into_iter()
         .filter(|(_, i)| i == instance)
         .map(|(p, _)| p)
         .collect();
-    let _ = std::fs::remove_file(record_of(&lab, instance));
     if pids.is_empty() {
         return Err(DebugError::NotAttached {
             instance: instance.to_string(),
         });
     }
-    let tracee = record.map(|r| r.tracee);
     for pid in pids {
-        end(pid, tracee.unwrap_or(0)).map_err(|reason| DebugError::Detach {
+        end(pid).map_err(|reason| DebugError::Detach {
             instance: instance.to_string(),
             pid,
             reason,
@@ -305,42 +314,51 @@ pub fn detach(id: &LabId, instance: &str) -> Result<(), DebugError> {
 pub fn remove_all(id: &LabId) {
     let lab = LabDir::new(id);
     for (pid, instance) in running(id) {
-        let tracee = read_record(&lab, &instance).map_or(0, |r| r.tracee);
         let _ = std::fs::remove_file(record_of(&lab, &instance));
-        let _ = end(pid, tracee);
+        let _ = end(pid);
     }
 }
 
+/// The pid a debugger traces, from its command line (`dlv attach <pid> …`).
+fn tracee_of(pid: i32) -> Option<i32> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+    let i = args.iter().position(|a| *a == b"attach")?;
+    std::str::from_utf8(args.get(i + 1)?).ok()?.parse().ok()
+}
+
 /// Ends debugger `pid`: SIGINT, on which headless Delve detaches (clearing its breakpoints)
-/// and exits; if it has not within [`DETACH`], SIGKILL, and then SIGCONT to `tracee` (when
-/// known) so a service Delve had halted runs again.
-fn end(pid: i32, tracee: u32) -> Result<(), String> {
+/// and exits; SIGKILL if it has not within [`DETACH`]. Then the service gets SIGCONT: a
+/// stop signal Delve sent to halt it can still be pending when it detaches (or it is killed),
+/// and would leave the service stopped.
+fn end(pid: i32) -> Result<(), String> {
+    let tracee = tracee_of(pid);
     let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
-    let deadline = Instant::now() + DETACH;
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    reap(pid);
-    if !alive(pid) {
-        return Ok(());
-    }
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    reap(pid);
-    if tracee != 0 {
-        let _ = kill(Pid::from_raw(tracee as i32), Signal::SIGCONT);
-    }
-    if alive(pid) {
-        Err("it survived SIGKILL".into())
+    let gone = |grace: Duration| {
+        let deadline = Instant::now() + grace;
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        reap(pid);
+        !alive(pid)
+    };
+    let result = if gone(DETACH) {
+        Ok(())
     } else {
-        Err(format!(
-            "it did not detach within {}s and was killed",
-            DETACH.as_secs()
-        ))
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if gone(Duration::from_secs(5)) {
+            Err(format!(
+                "it did not detach within {}s and was killed",
+                DETACH.as_secs()
+            ))
+        } else {
+            Err("it survived SIGKILL".into())
+        }
+    };
+    if let Some(t) = tracee {
+        let _ = kill(Pid::from_raw(t), Signal::SIGCONT);
     }
+    result
 }
 
 /// Collects `pid`'s exit status if it is this process's child (the foreground `debug`).
