@@ -128,7 +128,7 @@ pub fn debug(o: DebugOptions) -> Result<(), AppError> {
         inst.name, state.id, a.listen
     );
     println!(
-        "In dlv: `goroutines -group user`, `goroutine <id> stack`; `quit -c` leaves the service running."
+        "In dlv: `goroutines -with startloc conn).serve -group userloc`, `goroutine <id> stack`; `quit -c` leaves the service running."
     );
     if o.background {
         println!(
