@@ -104,28 +104,39 @@ fn halt_and_find_a_connection(lab: &Lab, instance: &str) -> (usize, Vec<String>)
             .filter(|g| g["startLoc"]["function"]["name"] == "net/http.(*conn).serve")
             .collect();
         // One that has run: a goroutine not yet scheduled shows only its entry trampoline.
+        // Debian's Delve (1.20) fails on the odd stack of a Go newer than it (an internal
+        // error): such goroutines are passed over, as a learner would.
+        let mut errors = Vec::new();
         let stack = serving
             .iter()
             .take(20)
-            .map(|g| {
-                let frames = rpc
-                    .call(
-                        "Stacktrace",
-                        serde_json::json!({"Id": g["id"], "Depth": 50}),
-                    )
-                    .unwrap_or_else(|e| failed("a stack trace", e));
-                frames["Locations"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|l| l["function"]["name"].as_str().map(String::from))
-                    .collect::<Vec<String>>()
+            .filter_map(|g| {
+                match rpc.call(
+                    "Stacktrace",
+                    serde_json::json!({"Id": g["id"], "Depth": 50}),
+                ) {
+                    Ok(frames) => Some(
+                        frames["Locations"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter_map(|l| l["function"]["name"].as_str().map(String::from))
+                            .collect::<Vec<String>>(),
+                    ),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                }
             })
             .find(|s| s.iter().any(|f| f == "net/http.(*conn).serve"))
             .unwrap_or_else(|| {
-                panic!(
-                    "no goroutine at net/http.(*conn).serve among {}",
-                    serving.len()
+                failed(
+                    "a stack at net/http.(*conn).serve",
+                    format!(
+                        "none among {} goroutines; errors: {errors:?}",
+                        serving.len()
+                    ),
                 )
             });
         (serving.len(), stack)
@@ -152,17 +163,6 @@ fn tracer_of(pid: u32) -> u32 {
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("TracerPid:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn tgid_of(tid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
         .unwrap()
         .trim()
         .parse()
@@ -246,7 +246,12 @@ fn debug_on(backend: BackendKind, go: &Toolchain, crash: bool) {
     );
     let dlv = debuggers_of(search);
     assert_eq!(dlv.len(), 1, "one Delve traces search-0");
-    assert_eq!(tgid_of(tracer_of(search)), dlv[0] as u32);
+    let tracer = tracer_of(search);
+    assert!(
+        Path::new(&format!("/proc/{}/task/{tracer}", dlv[0])).exists(),
+        "search-0 is traced by {tracer}, not by a thread of Delve {}",
+        dlv[0]
+    );
 
     let again = debug(&lab, &["search-0", "--background"]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
