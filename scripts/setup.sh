@@ -2,7 +2,8 @@
 # Installs what sandbox needs on a Debian/Ubuntu machine, and only what is missing; says what it
 # installs and why. Idempotent.
 #
-#   scripts/setup.sh          what `sandbox run` needs: iproute2, nftables, iptables, ethtool, Go
+#   scripts/setup.sh          what `sandbox run` needs: iproute2, nftables, iptables, ethtool, Go,
+#                             and Delve for `sandbox debug`
 #   scripts/setup.sh --test   also what the test suite needs: clang-19/llvm-19/libbpf-dev (to check
 #                             the committed eBPF objects), bpftool, a second, current Go, and
 #                             everything --kind does (the Docker backend's and the cluster
@@ -38,6 +39,7 @@ need nft nftables "loss, resets, blackholes"
 need iptables iptables "NFQUEUE for delay"
 need ethtool ethtool "checksum offload for corruption"
 need setpriv util-linux "tests that drop root"
+need dlv delve "sandbox debug attaches Delve to a service"
 # Go 1.19 or newer: Debian's golang-go is 1.19.
 go_ok=0
 for g in go /usr/lib/go-*/bin/go; do

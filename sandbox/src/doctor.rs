@@ -96,6 +96,23 @@ pub fn run() -> Vec<Check> {
             ),
         });
     }
+    // Only `sandbox debug` needs Delve: a warning, not a failure.
+    let delve = cmd::run(Command::new("dlv").arg("version"))
+        .ok()
+        .and_then(|v| {
+            v.lines()
+                .find_map(|l| l.strip_prefix("Version: "))
+                .map(|v| format!("dlv {}", v.trim()))
+        });
+    out.push(match delve {
+        Some(v) => check("Delve (sandbox debug)", Status::Ok, v, None),
+        None => check(
+            "Delve (sandbox debug)",
+            Status::Warn,
+            "`dlv` not found: `sandbox debug` cannot attach a debugger",
+            Some("apt-get install -y delve"),
+        ),
+    });
     out.push(match crate::gobuild::find() {
         Ok(tc) => check(
             "Go toolchain",

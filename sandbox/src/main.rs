@@ -168,6 +168,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Attach Delve to a running Go service as a headless server (inside the instance's network
+    /// namespace) that `dlv connect` reaches; Ctrl-C or `--detach` detaches it.
+    #[command(
+        after_help = "Examples:\n  sudo sandbox debug search-0\n  sudo sandbox debug api --background\n  sudo sandbox shell api -- dlv connect 127.0.0.1:2345\n  sudo sandbox debug --detach api"
+    )]
+    Debug {
+        /// A service (its first replica) or an instance such as `api-1`.
+        instance: String,
+        #[arg(long)]
+        lab: Option<String>,
+        /// Where Delve's API listens, inside the instance's network namespace: its loopback
+        /// or its own address.
+        #[arg(long, default_value = sandbox::debug::DEFAULT_LISTEN)]
+        listen: String,
+        /// Leave the debugger attached and return (until `--detach` or `down`).
+        #[arg(long, conflicts_with = "detach")]
+        background: bool,
+        /// Detach the debugger attached to the instance; the service keeps running.
+        #[arg(long)]
+        detach: bool,
+    },
     /// Draw the lab: services, replicas and who calls whom (a tree, or Mermaid or Graphviz).
     #[command(
         after_help = "Examples:\n  sandbox graph\n  sandbox graph --mermaid > lab.mmd\n  sandbox graph --dot | dot -Tsvg > lab.svg\n  sudo sandbox graph --reveal"
@@ -455,6 +476,19 @@ fn main() -> ExitCode {
             lab,
             json,
         } => app::goroutines(lab.as_deref(), &instance, json),
+        Cmd::Debug {
+            instance,
+            lab,
+            listen,
+            background,
+            detach,
+        } => app::debug(app::DebugOptions {
+            lab: lab.as_deref(),
+            instance: &instance,
+            listen: &listen,
+            background,
+            detach,
+        }),
         Cmd::Graph {
             lab,
             mermaid,

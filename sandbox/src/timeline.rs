@@ -94,6 +94,10 @@ pub fn timeline(dir: &LabDir, state: &State) -> Vec<Event> {
                 "goroutine dump of {target} ({} goroutines)",
                 r.summary["total"]
             ),
+            "debug" => format!(
+                "debugger attached to {target} on {}",
+                r.summary["listen"].as_str().unwrap_or("?")
+            ),
             p => format!("probe {p} on {target} ({:.1}s)", r.seconds),
         };
         out.push(Event {

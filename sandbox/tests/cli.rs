@@ -377,6 +377,7 @@ fn every_command_has_help_with_an_example() {
         "probe",
         "pprof",
         "goroutines",
+        "debug",
         "graph",
         "events",
         "hint",

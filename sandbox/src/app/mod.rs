@@ -23,7 +23,7 @@ pub use exercise::{
     GradeOptions, SubmitOptions, findings_template, grade, hint, keys_generate, submit,
     verify_result,
 };
-pub use tools::{events, goroutines, graph, pprof};
+pub use tools::{DebugOptions, debug, events, goroutines, graph, pprof};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -1,5 +1,5 @@
 //! The commands that look at a running service from outside the probes: `pprof` and
-//! `goroutines` (through the service's pprof endpoint).
+//! `goroutines` (through the service's pprof endpoint), and `debug` (Delve attached to it).
 
 use super::{AppError, instances_named, require_root_because};
 use crate::lab;
@@ -74,6 +74,90 @@ pub fn goroutines(lab_id: Option<&str>, name: &str, json: bool) -> Result<(), Ap
         println!("\nThe full dump (debug=2) is in {}", path.display());
     }
     Ok(())
+}
+
+/// Why `debug` needs root.
+const TRACE: &str = "attaching a debugger traces another user's process inside the lab's network";
+
+/// What `sandbox debug` does.
+pub struct DebugOptions<'a> {
+    pub lab: Option<&'a str>,
+    pub instance: &'a str,
+    pub listen: &'a str,
+    /// Leave the debugger attached and return.
+    pub background: bool,
+    /// Detach the debugger attached to the instance.
+    pub detach: bool,
+}
+
+fn debug_failed(e: crate::debug::DebugError) -> AppError {
+    use crate::debug::DebugError as E;
+    match e {
+        e @ (E::Listen { .. } | E::Attached { .. } | E::NotAttached { .. }) => {
+            AppError::Invalid(e.to_string())
+        }
+        e @ E::NoDelve => AppError::Missing(e.to_string()),
+        e => AppError::Failed(e.to_string()),
+    }
+}
+
+/// `sandbox debug`: attaches Delve to an instance as a headless server, in the foreground
+/// until Ctrl-C (which detaches) or in the background until `--detach` or `down`.
+pub fn debug(o: DebugOptions) -> Result<(), AppError> {
+    require_root_because("debug", TRACE)?;
+    let (state, inst) = instance(o.lab, o.instance)?;
+    if o.detach {
+        crate::debug::detach(&state.id, &inst.name).map_err(debug_failed)?;
+        println!(
+            "Detached the debugger from {}; it keeps running.",
+            inst.name
+        );
+        return Ok(());
+    }
+    let listen = crate::debug::listen_addr(&inst, o.listen).map_err(debug_failed)?;
+    if !o.background {
+        crate::probe::catch_interrupt();
+    }
+    let a = crate::debug::attach(&state, &inst, listen).map_err(debug_failed)?;
+    println!(
+        "Delve (pid {}) is attached to {} (pid {}) and listens on {} inside its network namespace.",
+        a.pid, inst.name, a.tracee, a.listen
+    );
+    println!(
+        "Connect with:\n  sudo sandbox shell {} --lab {} -- dlv connect {}",
+        inst.name, state.id, a.listen
+    );
+    println!(
+        "In dlv: `goroutines -with startloc conn).serve -group userloc`, `goroutine <id> stack`; `quit -c` leaves the service running."
+    );
+    if o.background {
+        println!(
+            "It stays attached until `sandbox debug --detach {} --lab {}` or `sandbox down`.",
+            inst.name, state.id
+        );
+        return Ok(());
+    }
+    println!("Ctrl-C here detaches it; the service keeps running.");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let attached = || {
+        crate::debug::running(&state.id)
+            .iter()
+            .any(|(p, _)| *p == a.pid)
+    };
+    while !crate::probe::interrupted() && attached() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    match crate::debug::detach(&state.id, &inst.name) {
+        Ok(()) => {
+            println!("Detached from {}; it keeps running.", inst.name);
+            Ok(())
+        }
+        Err(crate::debug::DebugError::NotAttached { .. }) => Err(AppError::Failed(format!(
+            "the debugger ended on its own; its output is in {}",
+            a.log.display()
+        ))),
+        Err(e) => Err(debug_failed(e)),
+    }
 }
 
 /// `sandbox graph`: the lab's services and calls; with `reveal` (root), where the faults sit.

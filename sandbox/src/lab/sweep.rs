@@ -1,4 +1,4 @@
-//! Taking labs down: ask the supervisor to undo its lab, then have every backend present
+//! Taking labs down: detach the lab's debuggers, ask the supervisor to undo its lab, then have every backend present
 //! remove whatever still carries the lab's name or label (namespaces and the processes in
 //! them, name files, containers, networks, image tags), remove the state directory, and check
 //! that nothing is left. `down --all` works from names and labels alone, so it also cleans up
@@ -87,6 +87,8 @@ fn stop_supervisor(id: &LabId, grace: Duration) {
 pub fn remove(id: &LabId) -> DownReport {
     let started = Instant::now();
     let kind = LabDir::new(id).read_state().map(|s| s.backend);
+    // Debuggers first: one holds its instance's namespace and may hold the service stopped.
+    crate::debug::remove_all(id);
     let mut leftovers = Vec::new();
     leftovers.extend(
         backend::sweep(id, kind)
@@ -105,6 +107,11 @@ pub fn remove(id: &LabId) -> DownReport {
             .into_iter()
             .map(|p| format!("supervisor process {p}")),
     );
+    leftovers.extend(
+        crate::debug::running(id)
+            .into_iter()
+            .map(|(p, i)| format!("debugger process {p} of {i}")),
+    );
     DownReport {
         id: id.clone(),
         took: started.elapsed(),
@@ -115,6 +122,8 @@ pub fn remove(id: &LabId) -> DownReport {
 /// Takes one lab down.
 pub fn down(id: &LabId) -> DownReport {
     let started = Instant::now();
+    // Detached before the supervisor stops the services, so they stop as they would untraced.
+    crate::debug::remove_all(id);
     stop_supervisor(id, Duration::from_secs(15));
     let mut report = remove(id);
     report.took = started.elapsed();

@@ -89,8 +89,13 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// Whether Ctrl-C (or SIGTERM) came since [`catch_interrupt`].
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Ctrl-C ends the probe and prints the summary so far, instead of killing the process.
-fn catch_interrupt() {
+pub(crate) fn catch_interrupt() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(
         SigHandler::Handler(on_interrupt),
@@ -147,7 +152,7 @@ pub fn run(scope: &Scope, o: &Options, out: &mut dyn Write) -> Result<Outcome, P
     let t0 = Instant::now();
     let mut second = 0u64;
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) || o.duration.is_some_and(|d| t0.elapsed() >= d) {
+        if interrupted() || o.duration.is_some_and(|d| t0.elapsed() >= d) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

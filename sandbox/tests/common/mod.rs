@@ -183,7 +183,8 @@ impl Lab {
         lab
     }
 
-    fn start_with(
+    /// A scenario on `backend`, with extra environment for `sandbox run`.
+    pub fn start_with(
         scenario: &str,
         seed: u64,
         env: &[(&str, &str)],
