@@ -93,9 +93,29 @@ fn edge_p99_matches_the_load_generator(tc: &Toolchain) {
     let load = symptoms::window(&symptoms::read(&dir.load_stats()), from, end + 1)
         .expect("load generator records in the probe's window");
     let web = row(s, "routes", "web-0", Some("/"));
-    let probe_p99_ms = web["p99_us"].as_f64().unwrap() / 1000.0;
+    // The load generator's p99 is each second's p99, averaged weighted by requests: the
+    // probe's per-second rows for web's route, averaged alike, are the same statistic.
+    let seconds: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "second")
+        .filter_map(|e| {
+            e["data"]["routes"]
+                .as_array()?
+                .iter()
+                .find(|r| r["instance"] == "web-0" && r["route"] == "/")
+                .cloned()
+        })
+        .collect();
+    let n: f64 = seconds.iter().map(|r| r["count"].as_f64().unwrap()).sum();
+    let probe_p99_ms = seconds
+        .iter()
+        .map(|r| r["p99_us"].as_f64().unwrap() * r["count"].as_f64().unwrap())
+        .sum::<f64>()
+        / n
+        / 1000.0;
     eprintln!(
-        "{} lab {}: attach {:.1} ms, {} requests, lost {}, unmatched {}; web-0 / p50 {} µs p99 {probe_p99_ms:.1} ms ({} requests); load generator over {} s: p50 {:.1} ms p99 {:.1} ms",
+        "{} lab {}: attach {:.1} ms, {} requests, lost {}, unmatched {}; web-0 / p50 {} µs, p99 {} µs over the run, per-second p99 {probe_p99_ms:.1} ms ({} requests); load generator over {} s: p50 {:.1} ms p99 {:.1} ms",
         tc.version,
         lab.id,
         run.attach_ms,
@@ -103,6 +123,7 @@ fn edge_p99_matches_the_load_generator(tc: &Toolchain) {
         s["lost"],
         s["unmatched"],
         web["p50_us"],
+        web["p99_us"],
         web["count"],
         load.seconds,
         load.p50_ms,

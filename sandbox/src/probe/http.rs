@@ -263,7 +263,8 @@ struct Seen {
     /// Distinct routes per instance, for [`MAX_ROUTES`].
     route_count: HashMap<String, usize>,
     slowest: Vec<Slow>,
-    this_second: Stats,
+    /// Requests since the last tick, per route.
+    this_second: HashMap<RouteKey, Stats>,
 }
 
 impl Seen {
@@ -280,7 +281,10 @@ impl Seen {
                 *n += 1;
             }
         }
-        self.this_second.add(lat_ns, status);
+        self.this_second
+            .entry(key.clone())
+            .or_default()
+            .add(lat_ns, status);
         let shortest = self.slowest.last().map_or(0, |s| s.lat_ns);
         if self.slowest.len() < SLOWEST || lat_ns > shortest {
             self.slowest.push(Slow {
@@ -537,7 +541,11 @@ impl Probe for Http {
     }
 
     fn tick(&mut self, _second: u64) -> Option<(String, serde_json::Value)> {
-        let s = std::mem::take(&mut self.seen.this_second);
+        let routes = std::mem::take(&mut self.seen.this_second);
+        let mut s = Stats::default();
+        for r in routes.values() {
+            s.merge(r);
+        }
         if s.count() == 0 {
             return None;
         }
@@ -549,7 +557,20 @@ impl Probe for Http {
             human_us(q[1]),
             s.classes[3]
         );
-        Some((line, s.json()))
+        // Per-route p99 of each second, the statistic the load generator reports.
+        let mut value = s.json();
+        let mut rows: Vec<(&RouteKey, &Stats)> = routes.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        value["routes"] = rows
+            .iter()
+            .map(|(k, r)| {
+                let mut v = r.json();
+                v["instance"] = json!(k.instance);
+                v["route"] = json!(k.route);
+                v
+            })
+            .collect();
+        Some((line, value))
     }
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Report {
