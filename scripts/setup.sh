@@ -56,6 +56,7 @@ if [ $want_test = 1 ]; then
   need bpftool bpftool "tests check which eBPF programs are loaded"
   [ -f /usr/lib/go-1.19/bin/go ] || { echo "setup: installing golang-go (Go 1.19, the oldest Go the services support)"; pkgs+=(golang-go); }
   need nsenter util-linux "shells in container namespaces"
+  need strip binutils "the http probe's test probes a stripped Go binary"
 fi
 if [ $want_kind = 1 ]; then
   need dockerd docker.io "kind's nodes are Docker containers"

@@ -84,6 +84,14 @@ fn pairs(run: &ProbeRun) -> Vec<(String, String, f64)> {
             })
             .map(|f| (svc(f, "from"), svc(f, "name"), num(f, "mean_us")))
             .collect(),
+        // Each route of each server with its p99; the second name is the route (URL path).
+        "http" => list("routes")
+            .iter()
+            .map(|r| {
+                let route = r["route"].as_str().unwrap_or("").to_string();
+                (svc(r, "instance"), route, num(r, "p99_us"))
+            })
+            .collect(),
         "runq" | "offcpu" => run
             .instances
             .iter()
@@ -221,6 +229,22 @@ mod tests {
             !shows(&r, &wrong),
             "a flow with no retransmissions shows nothing"
         );
+    }
+
+    #[test]
+    fn http_evidence_is_a_slow_route_of_a_service() {
+        let r = run(
+            "http",
+            None,
+            json!({"routes": [{"instance": "payments-0", "route": "/pay", "p99_us": 2_300_000.0}, {"instance": "orders-0", "route": "/", "p99_us": 900.0}]}),
+        );
+        let slow = |svc: &str| Shows {
+            involves: Some(svc.into()),
+            min_ms: Some(2000.0),
+            ..Default::default()
+        };
+        assert!(shows(&r, &slow("payments")));
+        assert!(!shows(&r, &slow("orders")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //!     sudo cargo bench -p sandbox --bench probes            # 3 rounds, 8 s windows
 //!     sudo cargo bench -p sandbox --bench probes -- 5 10    # 5 rounds, 10 s windows
+//!     sudo cargo bench -p sandbox --bench probes -- 3 8 http  # only the named probes
 //!
 //! The lab (gateway → api → backend → store) is driven at a fixed rate well below what the
 //! machine sustains, so a probe's cost shows as extra CPU (all cores, from /proc/stat, the
@@ -11,6 +12,9 @@
 //! bpftrace cannot probe a function's return instructions (and uretprobes crash Go), so its
 //! netpoll stand-in only counts entries; it compiles its program at start, which is most of the
 //! start-up difference. Its "attached" is when it prints `Attaching`, a little before it is.
+//! For http, bpftrace does the probe's whole job (duration per path, keyed on the goroutine)
+//! with two uprobes per request, ending each at the function net/http calls after the handler
+//! instead of at the handler's RETs, which it cannot probe (see `http_bpftrace`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -131,6 +135,24 @@ impl Drop for Lab {
     }
 }
 
+/// A bpftrace program doing the http probe's job on `pid`: the handler's duration per path,
+/// keyed on the goroutine (R14). It ends a request at the entry of `(*response).finishRequest`,
+/// which net/http calls right after the handler returns: Debian's bpftrace refuses uprobes at
+/// `function+offset` ("compiled without (k|u)probe offset support", also with --unsafe), so it
+/// cannot probe the RETs, and uretprobes crash Go.
+fn http_bpftrace(pid: u64) -> String {
+    let exe = format!("uprobe:/proc/{pid}/exe");
+    // Go's ABI: the *Request in RDI; Request.URL at +16, url.URL.Path (pointer, length) at +56.
+    let url = "*(uint64 *)(reg(\"di\") + 16)";
+    format!(
+        "{exe}:\"net/http.serverHandler.ServeHTTP\" /pid == {pid}/ {{ @s[reg(\"r14\")] = nsecs; \
+         @p[reg(\"r14\")] = str(*(uint64 *)({url} + 56), *(uint64 *)({url} + 64)); }} \
+         {exe}:\"net/http.(*response).finishRequest\" /pid == {pid} && @s[reg(\"r14\")]/ {{ \
+         @us[@p[reg(\"r14\")]] = hist((nsecs - @s[reg(\"r14\")]) / 1000); \
+         delete(@s[reg(\"r14\")]); delete(@p[reg(\"r14\")]); }}"
+    )
+}
+
 struct Case {
     probe: &'static str,
     target: Option<&'static str>,
@@ -145,6 +167,10 @@ fn main() {
     let nums: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
+        .collect();
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a.parse::<u64>().is_err() && !a.starts_with('-'))
         .collect();
     let rounds = nums.first().copied().unwrap_or(3) as usize;
     let window = Duration::from_secs(nums.get(1).copied().unwrap_or(8));
@@ -192,6 +218,7 @@ fn main() {
         Case { probe: "tcp-connect", target: None, bpftrace: "tracepoint:sock:inet_sock_set_state { @[args->oldstate, args->newstate] = count(); }".into() },
         Case { probe: "tcp-reset", target: None, bpftrace: "tracepoint:tcp:tcp_send_reset { @s = count(); } tracepoint:tcp:tcp_receive_reset { @r = count(); }".into() },
         Case { probe: "netpoll", target: Some("mid"), bpftrace: format!("uprobe:/proc/{pid}/exe:\"internal/poll.runtime_pollWait\" /pid == {pid}/ {{ @ = count(); }}") },
+        Case { probe: "http", target: Some("mid"), bpftrace: http_bpftrace(pid) },
         Case { probe: "cpu", target: Some("mid"), bpftrace: format!("profile:hz:99 /pid == {pid}/ {{ @[ustack] = count(); }}") },
         Case { probe: "runq", target: Some("mid"), bpftrace: format!("tracepoint:sched:sched_wakeup /args->pid == {pid}/ {{ @w = count(); }} tracepoint:sched:sched_switch /args->prev_pid == {pid} || args->next_pid == {pid}/ {{ @s = count(); }}") },
     ];
@@ -205,7 +232,10 @@ fn main() {
         "| probe | sandbox start→attached (wall) | sandbox attach (reported) | bpftrace start→attached | CPU without | with sandbox probe | Δ | with bpftrace | Δ | p99 without | p99 with sandbox | p99 with bpftrace |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for c in &cases {
+    for c in cases
+        .iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| o == c.probe))
+    {
         let (mut wall, mut reported, mut bt_wall) = (vec![], vec![], vec![]);
         let (mut none, mut ours, mut theirs) = (vec![], vec![], vec![]);
         for _ in 0..rounds {

@@ -49,6 +49,7 @@ pub mod objects {
     pub static SCHED: Bundled = object!("sched.bpf.o");
     pub static CORRUPT: Bundled = object!("corrupt.bpf.o");
     pub static DNS: Bundled = object!("dns.bpf.o");
+    pub static HTTP: Bundled = object!("http.bpf.o");
 }
 
 #[derive(Debug, thiserror::Error)]

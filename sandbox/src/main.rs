@@ -117,9 +117,9 @@ enum Cmd {
         command: Vec<String>,
     },
     /// Watch a service with one of the bundled eBPF probes (tcp-retrans, tcp-reset, tcp-drop,
-    /// tcp-connect, tcp-rtt, netpoll, cpu, offcpu, runq, dns).
+    /// tcp-connect, tcp-rtt, netpoll, cpu, offcpu, runq, dns, http).
     #[command(
-        after_help = "Examples:\n  sudo sandbox probe tcp-retrans --target payments --duration 10s\n  sudo sandbox probe netpoll --target search\n  sudo sandbox probe cpu --target api --duration 5s --output api.svg\n  sudo sandbox probe dns --target orders --duration 5s\n  sudo sandbox probe tcp-drop --json"
+        after_help = "Examples:\n  sudo sandbox probe tcp-retrans --target payments --duration 10s\n  sudo sandbox probe netpoll --target search\n  sudo sandbox probe cpu --target api --duration 5s --output api.svg\n  sudo sandbox probe dns --target orders --duration 5s\n  sudo sandbox probe http --target payments --duration 10s\n  sudo sandbox probe tcp-drop --json"
     )]
     Probe {
         /// Which probe.

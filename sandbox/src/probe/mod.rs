@@ -9,6 +9,7 @@ mod cpu;
 pub(crate) mod dns;
 mod gosym;
 pub mod hist;
+mod http;
 pub mod journal;
 mod netpoll;
 mod sched;
@@ -80,6 +81,7 @@ fn attach(scope: &Scope, o: &Options) -> Result<Box<dyn Probe>, ProbeError> {
         ProbeKind::Cpu => cpu::attach(scope, o),
         ProbeKind::Offcpu | ProbeKind::Runq => sched::attach(o.kind, scope),
         ProbeKind::Dns => dns::attach(scope),
+        ProbeKind::Http => http::attach(scope),
     }
 }
 

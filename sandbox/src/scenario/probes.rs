@@ -27,10 +27,13 @@ pub enum ProbeKind {
     Runq,
     /// Name lookups per client and name: answers, failures and answer time.
     Dns,
+    /// Server-side latency of a Go HTTP service per route and instance, with status classes
+    /// and the slowest requests.
+    Http,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 10] = [
+    pub const ALL: [ProbeKind; 11] = [
         ProbeKind::TcpRetrans,
         ProbeKind::TcpReset,
         ProbeKind::TcpDrop,
@@ -41,6 +44,7 @@ impl ProbeKind {
         ProbeKind::Offcpu,
         ProbeKind::Runq,
         ProbeKind::Dns,
+        ProbeKind::Http,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +59,7 @@ impl ProbeKind {
             ProbeKind::Offcpu => "offcpu",
             ProbeKind::Runq => "runq",
             ProbeKind::Dns => "dns",
+            ProbeKind::Http => "http",
         }
     }
 
