@@ -73,6 +73,17 @@ impl Graph {
             .collect()
     }
 
+    /// Faults on cluster nodes, as (node, mark).
+    fn on_cluster_nodes(&self) -> Vec<(&str, &Mark)> {
+        self.marks
+            .iter()
+            .filter_map(|m| match &m.at {
+                FaultTarget::Node { node } => Some((node.as_str(), m)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Faults on the link between two services, whichever way the fault names it.
     fn on_edge(&self, from: &str, to: &str) -> Vec<&Mark> {
         self.marks
@@ -154,6 +165,9 @@ fn text(state: &State, g: &Graph) -> String {
         if !seen.contains(&n.service) {
             tree(g, n, "", None, &mut seen, &mut out);
         }
+    }
+    for (node, m) in g.on_cluster_nodes() {
+        out.push_str(&format!("⚡ node {node}: {}\n", m.label));
     }
     out
 }
@@ -249,6 +263,13 @@ fn mermaid(g: &Graph) -> String {
         .filter(|n| !g.on_node(&n.service).is_empty())
         .map(|n| ident(&n.service))
         .collect();
+    for (node, m) in g.on_cluster_nodes() {
+        out.push_str(&format!(
+            "  node_{}[\"{}\"]\n",
+            ident(node),
+            quote(&format!("⚡ node {node}: {}", m.label))
+        ));
+    }
     if !faulty.is_empty() {
         out.push_str("  classDef fault stroke:#d00,stroke-width:3px\n");
         out.push_str(&format!("  class {} fault\n", faulty.join(",")));
@@ -279,6 +300,12 @@ fn dot(g: &Graph) -> String {
             "  \"{}\" [label=\"{}\"{style}];\n",
             n.service,
             quote(&label)
+        ));
+    }
+    for (node, m) in g.on_cluster_nodes() {
+        out.push_str(&format!(
+            "  \"node {node}\" [label=\"{}\", shape=note, color=red];\n",
+            quote(&format!("⚡ node {node}: {}", m.label))
         ));
     }
     for (from, to) in g.edges() {

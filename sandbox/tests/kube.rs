@@ -137,9 +137,13 @@ fn down_after_a_killed_supervisor_leaves_no_namespace_and_spares_the_users() {
                 assert!(Instant::now() < deadline, "no lab namespace appeared");
                 std::thread::sleep(Duration::from_millis(50));
             };
-            Lab::adopt(&id).kill_supervisor();
+            // The `run` that waits for the lab goes first: it would take a failed lab down.
             let _ = child.kill();
             let _ = child.wait();
+            let lab = Lab::adopt(&id);
+            lab.kill_supervisor();
+            // Dropping a `Lab` takes it down; this test does that itself.
+            std::mem::forget(lab);
             id
         } else {
             let lab = Lab::start_on("packet-loss", 2, KUBE);

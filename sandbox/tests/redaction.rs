@@ -331,7 +331,7 @@ fn check(id: &str, text_of_scenario: &str, seed: u64, backend: BackendKind) -> V
     }
 
     // Every file of the lab directory, as a user without privileges reads it.
-    let dir = std::path::Path::new("/run/sandbox/labs").join(lab_id);
+    let dir = sandbox::ids::state_root().join("labs").join(lab_id);
     let mut files = Vec::new();
     files_under(&dir, &mut files);
     let mut private = 0;

@@ -505,7 +505,9 @@ impl Lab<'_> {
             });
             let results = futures_join(checks.collect()).await;
             for (inst, ok) in pending.iter().zip(results) {
-                if !ok {
+                // Ready also means the backend has published the instance (its namespace
+                // and pid), which probes and `shell` read: a cluster's pods may answer before.
+                if !ok || !self.published(&inst.name) {
                     still.push(*inst);
                 }
             }
@@ -537,6 +539,18 @@ impl Lab<'_> {
             tokio::time::sleep(Duration::from_millis(15)).await;
         }
         Ok(())
+    }
+
+    fn published(&self, name: &str) -> bool {
+        self.shared
+            .state
+            .lock()
+            .map(|s| {
+                s.instances
+                    .iter()
+                    .any(|i| i.name == name && i.netns.is_some())
+            })
+            .unwrap_or(false)
     }
 
     fn exited(&self, name: &str) -> bool {
