@@ -841,6 +841,7 @@ impl Backend for KubeBackend {
         Ok(Sites::Instances { by_ip })
     }
 
+    /// No one device carries a cluster lab's packets: the probes that watch the wire say so.
     fn wire(&self) -> Wire {
         Wire {
             netns: None,

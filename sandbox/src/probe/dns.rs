@@ -36,6 +36,12 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
             scope.state.id
         ))
     })?;
+    if wire.device.is_empty() {
+        return Err(ProbeError::Target(format!(
+            "lab {} runs on a cluster, whose pods resolve names through cluster DNS; the dns probe watches a lab's own wire, which only netns and docker labs have",
+            scope.state.id
+        )));
+    }
     let dev = wire.device.clone();
     let ns = wire
         .netns
