@@ -17,9 +17,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
+use crate::lab::debuggers::{MARKER, dir_of, end, record_of, running, state_of};
 use crate::lab::{InstanceState, LabDir, LabId, State, now_ms};
 use crate::probe::journal::{self, Entry};
 
@@ -27,14 +25,8 @@ use crate::probe::journal::{self, Entry};
 /// instance's loopback.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2345";
 
-/// Environment variable naming a debugger's `<lab>/<instance>`.
-const MARKER: &str = "SANDBOX_DEBUGGER";
-
 /// How long Delve may take to load the binary's symbols and listen.
 const START: Duration = Duration::from_secs(60);
-
-/// How long a debugger may take to detach after SIGINT before it is killed.
-const DETACH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebugError {
@@ -93,15 +85,6 @@ pub struct Attached {
     pub log: PathBuf,
 }
 
-/// Where a lab keeps its debuggers' records and logs.
-pub fn dir_of(lab: &LabDir) -> PathBuf {
-    lab.path.join("debug")
-}
-
-fn record_of(lab: &LabDir, instance: &str) -> PathBuf {
-    dir_of(lab).join(format!("{instance}.json"))
-}
-
 /// The address `listen` names, if it stays inside the instance: its namespace's loopback or
 /// its own address.
 pub fn listen_addr(inst: &InstanceState, listen: &str) -> Result<SocketAddr, DebugError> {
@@ -116,34 +99,6 @@ pub fn listen_addr(inst: &InstanceState, listen: &str) -> Result<SocketAddr, Deb
         return Err(refused(listen));
     }
     Ok(addr)
-}
-
-/// Debuggers of lab `id` still running (pid, instance), found by their environment.
-pub fn running(id: &LabId) -> Vec<(i32, String)> {
-    let prefix = format!("{MARKER}={}/", id.as_str());
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| alive(*pid))
-        .filter_map(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-            let instance = env
-                .split(|b| *b == 0)
-                .find_map(|v| v.strip_prefix(prefix.as_bytes()))?;
-            Some((pid, String::from_utf8_lossy(instance).into_owned()))
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok() && !matches!(state_of(pid as u32), Some('Z') | None)
-}
-
-/// The one-letter state `/proc/<pid>/stat` gives (`S`, `t` for a ptrace stop, `T`…).
-pub fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Whether any thread of `pid` is in a ptrace stop.
@@ -307,66 +262,6 @@ pub fn detach(id: &LabId, instance: &str) -> Result<(), DebugError> {
         })?;
     }
     Ok(())
-}
-
-/// Ends every debugger of lab `id`, for `down` and the crash sweep, whose final check
-/// ([`running`]) reports any that would not go.
-pub fn remove_all(id: &LabId) {
-    let lab = LabDir::new(id);
-    for (pid, instance) in running(id) {
-        let _ = std::fs::remove_file(record_of(&lab, &instance));
-        let _ = end(pid);
-    }
-}
-
-/// The pid a debugger traces, from its command line (`dlv attach <pid> …`).
-fn tracee_of(pid: i32) -> Option<i32> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-    let i = args.iter().position(|a| *a == b"attach")?;
-    std::str::from_utf8(args.get(i + 1)?).ok()?.parse().ok()
-}
-
-/// Ends debugger `pid`: SIGINT, on which headless Delve detaches (clearing its breakpoints)
-/// and exits; SIGKILL if it has not within [`DETACH`]. Then the service gets SIGCONT: a
-/// stop signal Delve sent to halt it can still be pending when it detaches (or it is killed),
-/// and would leave the service stopped.
-fn end(pid: i32) -> Result<(), String> {
-    let tracee = tracee_of(pid);
-    let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
-    let gone = |grace: Duration| {
-        let deadline = Instant::now() + grace;
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        reap(pid);
-        !alive(pid)
-    };
-    let result = if gone(DETACH) {
-        Ok(())
-    } else {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        if gone(Duration::from_secs(5)) {
-            Err(format!(
-                "it did not detach within {}s and was killed",
-                DETACH.as_secs()
-            ))
-        } else {
-            Err("it survived SIGKILL".into())
-        }
-    };
-    if let Some(t) = tracee {
-        let _ = kill(Pid::from_raw(t), Signal::SIGCONT);
-    }
-    result
-}
-
-/// Collects `pid`'s exit status if it is this process's child (the foreground `debug`).
-fn reap(pid: i32) {
-    let _ = nix::sys::wait::waitpid(
-        Pid::from_raw(pid),
-        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-    );
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ impl Rpc {
 /// Halts `instance` through its debugger and returns the stack (function names) of one
 /// goroutine that `net/http.(*conn).serve` started, with how many such goroutines there are.
 fn halt_and_find_a_connection(lab: &Lab, instance: &str) -> (usize, Vec<String>) {
-    let log = sandbox::debug::dir_of(&sandbox::lab::LabDir::new(
+    let log = sandbox::lab::debuggers::dir_of(&sandbox::lab::LabDir::new(
         &sandbox::lab::LabId::parse(&lab.id).unwrap(),
     ))
     .join(format!("{instance}.log"));
@@ -152,7 +152,7 @@ fn debuggers_of(pid: u32) -> Vec<i32> {
         .filter(|p| {
             std::fs::read(format!("/proc/{p}/cmdline"))
                 .is_ok_and(|c| c.starts_with(want.as_bytes()))
-                && sandbox::debug::state_of(*p as u32) != Some('Z')
+                && sandbox::lab::debuggers::state_of(*p as u32) != Some('Z')
         })
         .collect()
 }
@@ -174,7 +174,7 @@ fn runs_untraced(lab: &Lab, instance: &str, pid: u32) {
     assert_eq!(tracer_of(pid), 0, "{instance} is still traced");
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let tid: u32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
-        let state = sandbox::debug::state_of(tid);
+        let state = sandbox::lab::debuggers::state_of(tid);
         assert!(
             !matches!(state, Some('t' | 'T')),
             "{instance}'s thread {tid} is stopped ({state:?})"
@@ -268,7 +268,7 @@ fn debug_on(backend: BackendKind, go: &Toolchain, crash: bool) {
         "{stack:?}"
     );
     assert_eq!(
-        sandbox::debug::state_of(search),
+        sandbox::lab::debuggers::state_of(search),
         Some('t'),
         "the halted service is in a tracing stop"
     );
@@ -328,7 +328,7 @@ fn debug_on(backend: BackendKind, go: &Toolchain, crash: bool) {
     let out = debug(&lab, &["index-0", "--background"]);
     assert!(out.status.success(), "{}", text(&out));
     halt_and_find_a_connection(&lab, "index-0");
-    assert_eq!(sandbox::debug::state_of(index), Some('t'));
+    assert_eq!(sandbox::lab::debuggers::state_of(index), Some('t'));
     let dlv = debuggers_of(index);
     assert_eq!(dlv.len(), 1);
     let id = lab.id.clone();
@@ -343,12 +343,15 @@ fn debug_on(backend: BackendKind, go: &Toolchain, crash: bool) {
     assert!(out.status.success(), "{}", text(&out));
     assert!(debuggers_of(index).is_empty(), "Delve outlived down");
     assert!(
-        matches!(sandbox::debug::state_of(dlv[0] as u32), None | Some('Z')),
+        matches!(
+            sandbox::lab::debuggers::state_of(dlv[0] as u32),
+            None | Some('Z')
+        ),
         "Delve {} outlived down",
         dlv[0]
     );
     assert!(
-        !matches!(sandbox::debug::state_of(index), Some('t' | 'T')),
+        !matches!(sandbox::lab::debuggers::state_of(index), Some('t' | 'T')),
         "a stopped index-0 outlived down"
     );
     let left = common::leftovers(&id);

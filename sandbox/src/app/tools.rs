@@ -140,7 +140,7 @@ pub fn debug(o: DebugOptions) -> Result<(), AppError> {
     println!("Ctrl-C here detaches it; the service keeps running.");
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let attached = || {
-        crate::debug::running(&state.id)
+        crate::lab::debuggers::running(&state.id)
             .iter()
             .any(|(p, _)| *p == a.pid)
     };

@@ -1,6 +1,7 @@
 //! A lab: one running copy of a scenario. Its identity, where its files live, the state its
 //! supervisor publishes, and how it is started, watched and taken down.
 
+pub mod debuggers;
 pub mod events;
 mod launch;
 pub mod redact;

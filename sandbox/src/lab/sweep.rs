@@ -88,7 +88,7 @@ pub fn remove(id: &LabId) -> DownReport {
     let started = Instant::now();
     let kind = LabDir::new(id).read_state().map(|s| s.backend);
     // Debuggers first: one holds its instance's namespace and may hold the service stopped.
-    crate::debug::remove_all(id);
+    super::debuggers::remove_all(id);
     let mut leftovers = Vec::new();
     leftovers.extend(
         backend::sweep(id, kind)
@@ -108,7 +108,7 @@ pub fn remove(id: &LabId) -> DownReport {
             .map(|p| format!("supervisor process {p}")),
     );
     leftovers.extend(
-        crate::debug::running(id)
+        super::debuggers::running(id)
             .into_iter()
             .map(|(p, i)| format!("debugger process {p} of {i}")),
     );
@@ -123,7 +123,7 @@ pub fn remove(id: &LabId) -> DownReport {
 pub fn down(id: &LabId) -> DownReport {
     let started = Instant::now();
     // Detached before the supervisor stops the services, so they stop as they would untraced.
-    crate::debug::remove_all(id);
+    super::debuggers::remove_all(id);
     stop_supervisor(id, Duration::from_secs(15));
     let mut report = remove(id);
     report.took = started.elapsed();
