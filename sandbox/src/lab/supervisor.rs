@@ -419,6 +419,17 @@ impl Lab<'_> {
         for run in load {
             self.spawn_supervised(run, stop.clone())?;
         }
+        // Ready means the load runs too: probes of the whole lab need its handle.
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        while !self.published(LOADGEN) {
+            if self.exited(LOADGEN) || Instant::now() > deadline {
+                return Err(format!(
+                    "the load generator did not start:\n{}",
+                    tail(&self.shared.dir.log_of(LOADGEN), 15)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Ok(())
     }
 
