@@ -22,7 +22,8 @@ fn services_build_with_every_toolchain_and_keep_their_symbols() {
     }
     for tc in &toolchains {
         let built = gobuild::build(tc).unwrap_or_else(|e| panic!("{}: {e}", tc.version));
-        for program in PROGRAMS {
+        // `pause` only holds a pod's network namespace: it does no I/O the probes watch.
+        for program in PROGRAMS.iter().filter(|p| **p != "pause") {
             let path = built.dir.join(program);
             let data = std::fs::read(&path).unwrap();
             let elf = object::File::parse(&*data).unwrap();
@@ -32,7 +33,7 @@ fn services_build_with_every_toolchain_and_keep_their_symbols() {
                 "{} {program}: the netpoll probe needs internal/poll.runtime_pollWait in .symtab",
                 tc.version
             );
-            if program != "loadgen" {
+            if *program != "loadgen" {
                 assert!(
                     names.contains(&"main.burnCPU"),
                     "{} {program}: main.burnCPU must be a symbol",
