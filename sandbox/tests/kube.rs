@@ -9,26 +9,9 @@ use std::time::{Duration, Instant};
 
 use sandbox::backend::BackendKind;
 
-use common::{Lab, backend_or_skip, kubectl, sandbox, serial, test_cluster, text};
+use common::{Lab, backend_or_skip, kubectl, lab_namespaces, sandbox, serial, test_cluster, text};
 
 const KUBE: BackendKind = BackendKind::Kube;
-
-fn lab_namespaces(cluster: &str, id: &str) -> Vec<String> {
-    kubectl(
-        cluster,
-        &[
-            "get",
-            "ns",
-            "-l",
-            &format!("sandbox.io/lab={id}"),
-            "-o",
-            "name",
-        ],
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
 
 #[test]
 fn a_scenario_runs_as_pods_that_find_each_other_through_cluster_dns() {

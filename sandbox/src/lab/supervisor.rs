@@ -553,26 +553,18 @@ impl Lab<'_> {
     }
 
     fn published(&self, name: &str) -> bool {
-        self.shared
-            .state
-            .lock()
-            .map(|s| {
-                s.instances
-                    .iter()
-                    .any(|i| i.name == name && i.netns.is_some())
-            })
-            .unwrap_or(false)
+        self.instance_is(name, |i| i.netns.is_some())
     }
 
     fn exited(&self, name: &str) -> bool {
+        self.instance_is(name, |i| i.status.starts_with("exited"))
+    }
+
+    fn instance_is(&self, name: &str, what: impl Fn(&InstanceState) -> bool) -> bool {
         self.shared
             .state
             .lock()
-            .map(|s| {
-                s.instances
-                    .iter()
-                    .any(|i| i.name == name && i.status.starts_with("exited"))
-            })
+            .map(|s| s.instances.iter().any(|i| i.name == name && what(i)))
             .unwrap_or(false)
     }
 }

@@ -71,6 +71,24 @@ pub fn kubectl(cluster: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Namespaces of lab `id` on cluster `cluster` (`namespace/sbx-<id>`).
+pub fn lab_namespaces(cluster: &str, id: &str) -> Vec<String> {
+    kubectl(
+        cluster,
+        &[
+            "get",
+            "ns",
+            "-l",
+            &format!("sandbox.io/lab={id}"),
+            "-o",
+            "name",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
 pub fn docker_answers() -> bool {
     Command::new("docker")
         .args(["version", "--format", "{{.Server.APIVersion}}"])
@@ -415,19 +433,9 @@ pub fn leftovers(id: &str) -> Vec<String> {
     }
     if let Some(cluster) = test_cluster() {
         out.extend(
-            kubectl(
-                &cluster,
-                &[
-                    "get",
-                    "ns",
-                    "-l",
-                    &format!("sandbox.io/lab={id}"),
-                    "-o",
-                    "name",
-                ],
-            )
-            .lines()
-            .map(|l| format!("{l} on cluster {cluster}")),
+            lab_namespaces(&cluster, id)
+                .into_iter()
+                .map(|l| format!("{l} on cluster {cluster}")),
         );
     }
     if sandbox::ids::state_root().join("labs").join(id).exists() {
