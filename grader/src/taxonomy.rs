@@ -51,6 +51,12 @@ pub const ROOT_CAUSES: &[RootCause] = &[
         quantity: None,
     },
     RootCause {
+        id: "no-endpoints",
+        title: "Service with no endpoints",
+        signs: "calls to one service fail at once ('no such host' or 'connection refused'); its pods Running and Ready; nothing retransmits",
+        quantity: None,
+    },
+    RootCause {
         id: "syn-drop",
         title: "Connection attempts dropped",
         signs: "new connections time out while established ones keep working",

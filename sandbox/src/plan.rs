@@ -153,6 +153,8 @@ pub enum Effect {
     },
     /// On a cluster node: its pods and the lab's pods on other nodes stop reaching each other.
     NodePartition,
+    /// On a cluster: the service's Service selects none of its pods.
+    NoEndpoints,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -232,6 +234,7 @@ impl std::fmt::Display for Effect {
             Effect::Blackhole => write!(f, "blackhole"),
             Effect::Partition => write!(f, "partition"),
             Effect::NodePartition => write!(f, "pod network cut off from the other nodes"),
+            Effect::NoEndpoints => write!(f, "Service selects no pod"),
             Effect::SynDrop { percent } => write!(f, "{percent}% of SYNs dropped"),
             Effect::Bandwidth { bits_per_sec } => write!(
                 f,
@@ -780,6 +783,7 @@ impl<'a> Builder<'a> {
             FaultKind::Blackhole => Effect::Blackhole,
             FaultKind::Partition => Effect::Partition,
             FaultKind::NodePartition => Effect::NodePartition,
+            FaultKind::NoEndpoints => Effect::NoEndpoints,
             FaultKind::Leak => Effect::Leak,
             FaultKind::Delay => {
                 let d = delay(self)?;

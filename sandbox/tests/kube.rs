@@ -159,3 +159,106 @@ fn down_after_a_killed_supervisor_leaves_no_namespace_and_spares_the_users() {
         &["delete", "namespace", "user-made", "--wait=false"],
     );
 }
+
+/// A Service whose selector is changed to select no pod, for a while.
+const NO_ENDPOINTS: &str = r#"
+apiVersion: sandbox/v1
+kind: Scenario
+metadata: {id: no-endpoints-lab, title: t, summary: s, difficulty: beginner, backends: [kube]}
+topology:
+  services:
+    - {name: front, program: gateway, calls: [db]}
+    - {name: db, program: backend, calls: [cache]}
+    - {name: cache, program: store}
+workload: {target: front, rate: 20}
+faults:
+  - {id: sel, type: no-endpoints, target: {service: db}, start_after: 1s, duration: 12s}
+briefing: {title: t, body: b}
+"#;
+
+/// `no-endpoints` empties the Service's EndpointSlice, so its name stops resolving, while its
+/// pod stays Ready and the other Services keep theirs; when it ends, the endpoint is back.
+#[test]
+fn a_no_endpoints_fault_empties_a_service_and_gives_it_back() {
+    if !backend_or_skip(
+        "a_no_endpoints_fault_empties_a_service_and_gives_it_back",
+        KUBE,
+    ) {
+        return;
+    }
+    let cluster = test_cluster().unwrap();
+    let _g = serial();
+    let lab = Lab::start_yaml_on("no-endpoints-lab", NO_ENDPOINTS, 1, KUBE);
+    let ns = format!("sbx-{}", lab.id);
+    let endpoints = |service: &str| {
+        kubectl(
+            &cluster,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "endpointslices",
+                "-l",
+                &format!("kubernetes.io/service-name={service}"),
+                "-o",
+                "jsonpath={range .items[*].endpoints[*]}{.addresses[0]} {.conditions.ready}{\"\\n\"}{end}",
+            ],
+        )
+    };
+    let resolves = |name: &str| {
+        let out = sandbox()
+            .args(["shell", "--lab", &lab.id, "front-0", "--"])
+            .args(["getent", "ahostsv4", name])
+            .output()
+            .unwrap();
+        out.status.success()
+    };
+    let (db, cache) = (lab.ip("db-0").to_string(), lab.ip("cache-0").to_string());
+    lab.wait_fault("sel", "active", Duration::from_secs(30));
+    assert_eq!(endpoints("db"), "", "db's Service selects no pod");
+    assert_eq!(endpoints("cache"), format!("{cache} true\n"));
+    let ready = kubectl(
+        &cluster,
+        &[
+            "-n",
+            &ns,
+            "get",
+            "pod",
+            "db-0",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+    );
+    assert_eq!(ready, "True", "db's pod itself stays Ready");
+    // Cluster DNS answers from its own cache for up to the records' 5 s TTL.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resolves("db") {
+        assert!(
+            Instant::now() < deadline,
+            "db still resolves 10 s after its Service lost its endpoints"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        resolves("cache"),
+        "another Service of the lab still resolves"
+    );
+    lab.wait_fault("sel", "ended", Duration::from_secs(30));
+    assert_eq!(
+        endpoints("db"),
+        format!("{db} true\n"),
+        "the Service selects its pod again"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !resolves("db") {
+        assert!(
+            Instant::now() < deadline,
+            "db does not resolve again 15 s after the fault ended"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let id = lab.id.clone();
+    let out = lab.down();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab_namespaces(&cluster, &id), Vec::<String>::new());
+}

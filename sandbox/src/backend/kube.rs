@@ -22,20 +22,21 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
 
 use super::{Backend, BackendError, BackendKind, Exit, Handle, LabSpec, Run, Started, Wire};
-use crate::fault::{NodeSite, Sites};
+use crate::fault::{ApiChange, ClusterApi, FaultError, NodeSite, Sites};
 use crate::ids::{LabId, PREFIX};
+use crate::plan::Effect;
 use crate::scenario::ADMIN_PORT;
 use crate::sys::netns::NsPath;
 use crate::topology::AddressBook;
@@ -45,6 +46,11 @@ const LAB: &str = "sandbox.io/lab";
 /// Label selecting a service's pods.
 const SERVICE: &str = "sandbox.io/service";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label with the release every pod runs. A `no-endpoints` fault makes a Service select the
+/// next release, whose pods do not exist: the Service looks updated ahead of a rollout.
+const VERSION: &str = "app.kubernetes.io/version";
+const RUNNING_RELEASE: &str = "1";
+const NEXT_RELEASE: &str = "2";
 /// The one container of every pod.
 const CONTAINER: &str = "app";
 /// Where a pod that writes into the lab directory (the load generator's figures) sees it.
@@ -81,7 +87,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, BackendError> {
 
 /// Runs `fut` on the runtime's workers and waits for it.
 fn block<T: Send + 'static>(
-    rt: &tokio::runtime::Runtime,
+    rt: &tokio::runtime::Handle,
     fut: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, BackendError> {
     let task = rt.spawn(fut);
@@ -179,7 +185,7 @@ impl KubeBackend {
         let key = crate::cluster::ensure_service_images(&cluster, &spec.binaries)
             .map_err(|e| BackendError::Unavailable(e.to_string()))?;
         let rt = runtime()?;
-        let client = block(&rt, connect(crate::cluster::kubeconfig(&cluster)))??;
+        let client = block(rt.handle(), connect(crate::cluster::kubeconfig(&cluster)))??;
         let mut b = KubeBackend {
             id: spec.id.clone(),
             cluster,
@@ -216,7 +222,7 @@ impl KubeBackend {
         let client = self.client.clone();
         let ns = self.namespace.clone();
         let id = self.id.to_string();
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             let namespace: Namespace = from_json(json!({
                 "metadata": {"name": ns, "labels": {LAB: id, MANAGED_BY: "sandbox"}}
             }))?;
@@ -261,7 +267,7 @@ impl KubeBackend {
             .map(|r| self.pod(r))
             .collect::<Result<_, _>>()?;
         let (client, ns) = (self.client.clone(), self.namespace.clone());
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             let post = PostParams::default();
             let sapi = Api::<Service>::namespaced(client.clone(), &ns);
             for s in &services {
@@ -284,7 +290,7 @@ impl KubeBackend {
             .filter_map(|p| p.metadata.name.clone())
             .collect();
         let (client, ns) = (self.client.clone(), self.namespace.clone());
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             create_pods(Api::namespaced(client, &ns), clients).await
         })??;
         self.add_ready(&names)?;
@@ -295,7 +301,7 @@ impl KubeBackend {
     /// lab's namespace first in the search list.
     fn write_resolv_conf(&self) -> Result<(), BackendError> {
         let api = Api::<Service>::namespaced(self.client.clone(), "kube-system");
-        let dns = block(&self.rt, async move { api.get("kube-dns").await })?
+        let dns = block(self.rt.handle(), async move { api.get("kube-dns").await })?
             .map_err(kerr("finding cluster DNS (Service kube-system/kube-dns)"))?;
         let ip = dns.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
         let ns = &self.namespace;
@@ -410,8 +416,10 @@ impl KubeBackend {
                 json!([{"name": "lab", "mountPath": LAB_DIR_IN_POD}]);
             spec["volumes"] = json!([{"name": "lab", "emptyDir": {}}]);
         }
+        let mut labels = self.labels(&service);
+        labels[VERSION] = json!(RUNNING_RELEASE);
         from_json(json!({
-            "metadata": {"name": run.instance, "labels": self.labels(&service)},
+            "metadata": {"name": run.instance, "labels": labels},
             "spec": spec
         }))
     }
@@ -424,7 +432,7 @@ impl KubeBackend {
     ) -> Result<Vec<(String, Ipv4Addr, Running)>, BackendError> {
         let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
         let names = names.to_vec();
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             let deadline = Instant::now() + READY_LIMIT;
             let mut out = Vec::new();
             for name in names {
@@ -467,7 +475,7 @@ impl KubeBackend {
                 )
             })
             .collect();
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             let deadline = Instant::now() + READY_LIMIT;
             loop {
                 let slices = api
@@ -520,7 +528,7 @@ impl KubeBackend {
     ) -> Result<Running, BackendError> {
         let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
         let (name, previous) = (name.to_string(), previous.map(str::to_string));
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             let deadline = Instant::now() + READY_LIMIT;
             loop {
                 let pod = api.get(&name).await.map_err(kerr("reading a pod"))?;
@@ -546,7 +554,7 @@ impl KubeBackend {
     fn ensure_pod(&self, run: &Run) -> Result<(), BackendError> {
         let pod = self.pod(run)?;
         let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             let name = pod.metadata.name.clone().unwrap_or_default();
             if api
                 .get_opt(&name)
@@ -823,7 +831,7 @@ impl Backend for KubeBackend {
     fn stop(&self, instance: &str, _handle: &Handle) -> Result<(), BackendError> {
         let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
         let name = instance.to_string();
-        block(&self.rt, async move {
+        block(self.rt.handle(), async move {
             let dp = DeleteParams {
                 grace_period_seconds: Some(1),
                 ..Default::default()
@@ -852,6 +860,14 @@ impl Backend for KubeBackend {
 
     fn runs_name_server(&self) -> bool {
         false
+    }
+
+    fn cluster_api(&self) -> Option<Arc<dyn ClusterApi>> {
+        Some(Arc::new(Selectors {
+            rt: self.rt.handle().clone(),
+            client: self.client.clone(),
+            namespace: self.namespace.clone(),
+        }))
     }
 
     /// Each node the lab's pods run on: its network namespace (the node container's) and
@@ -886,9 +902,75 @@ impl Backend for KubeBackend {
             }
         }
         let client = self.client.clone();
-        let result = block(&self.rt, remove_namespaces(client, self.id.to_string()))?;
+        let result = block(
+            self.rt.handle(),
+            remove_namespaces(client, self.id.to_string()),
+        )?;
         let _ = std::fs::remove_file(super::resolv_conf(&self.id));
         result
+    }
+}
+
+/// The lab's Services, as `no-endpoints` faults change them.
+struct Selectors {
+    rt: tokio::runtime::Handle,
+    client: Client,
+    namespace: String,
+}
+
+impl ClusterApi for Selectors {
+    fn install(&self, effect: &Effect, service: &str) -> Result<Box<dyn ApiChange>, FaultError> {
+        if *effect != Effect::NoEndpoints {
+            return Err(FaultError::Unsupported(format!(
+                "no cluster API technique for {effect}"
+            )));
+        }
+        let change = SelectorChange {
+            rt: self.rt.clone(),
+            api: Api::namespaced(self.client.clone(), &self.namespace),
+            service: service.to_string(),
+            removed: false,
+        };
+        change.select(Some(NEXT_RELEASE))?;
+        Ok(Box::new(change))
+    }
+}
+
+/// A Service selecting the next release; removing (or dropping) it selects any release again.
+struct SelectorChange {
+    rt: tokio::runtime::Handle,
+    api: Api<Service>,
+    service: String,
+    removed: bool,
+}
+
+impl SelectorChange {
+    fn select(&self, release: Option<&str>) -> Result<(), FaultError> {
+        let patch = Patch::Merge(json!({"spec": {"selector": {VERSION: release}}}));
+        let (api, name) = (self.api.clone(), self.service.clone());
+        block(&self.rt, async move {
+            api.patch(&name, &PatchParams::default(), &patch).await
+        })
+        .map_err(|e| FaultError::Api(e.to_string()))?
+        .map_err(|e| {
+            FaultError::Api(format!("changing Service {}'s selector: {e}", self.service))
+        })?;
+        Ok(())
+    }
+}
+
+impl ApiChange for SelectorChange {
+    fn remove(mut self: Box<Self>) -> Result<(), FaultError> {
+        self.removed = true;
+        self.select(None)
+    }
+}
+
+impl Drop for SelectorChange {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.select(None);
+        }
     }
 }
 
@@ -943,7 +1025,7 @@ fn clusters() -> Vec<(String, tokio::runtime::Runtime, Client)> {
         .filter(|c| crate::cluster::kubeconfig(c).is_file())
         .filter_map(|c| {
             let rt = runtime().ok()?;
-            let client = block(&rt, connect(crate::cluster::kubeconfig(&c)))
+            let client = block(rt.handle(), connect(crate::cluster::kubeconfig(&c)))
                 .ok()?
                 .ok()?;
             Some((c, rt, client))
@@ -955,7 +1037,7 @@ fn clusters() -> Vec<(String, tokio::runtime::Runtime, Client)> {
 pub fn lab_ids_present() -> Vec<LabId> {
     let mut ids = Vec::new();
     for (_, rt, client) in clusters() {
-        let listed = block(&rt, async move {
+        let listed = block(rt.handle(), async move {
             let lp = ListParams::default().labels(&format!("{MANAGED_BY}=sandbox"));
             Api::<Namespace>::all(client).list(&lp).await
         });
@@ -973,7 +1055,7 @@ pub fn lab_ids_present() -> Vec<LabId> {
 /// Removes lab `id`'s namespaces from every sandbox cluster.
 pub fn remove_lab(id: &LabId) -> Result<(), BackendError> {
     for (_, rt, client) in clusters() {
-        block(&rt, remove_namespaces(client, id.to_string()))??;
+        block(rt.handle(), remove_namespaces(client, id.to_string()))??;
     }
     Ok(())
 }
@@ -983,7 +1065,7 @@ pub fn leftovers(id: &LabId) -> Vec<String> {
     let mut out = Vec::new();
     for (cluster, rt, client) in clusters() {
         let want = id.to_string();
-        let listed = block(&rt, async move {
+        let listed = block(rt.handle(), async move {
             let lp = ListParams::default().labels(&format!("{LAB}={want}"));
             Api::<Namespace>::all(client).list(&lp).await
         });

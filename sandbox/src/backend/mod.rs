@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::scenario::BackendKind;
 
-use crate::fault::{NodeSite, Sites};
+use crate::fault::{ClusterApi, NodeSite, Sites};
 use crate::ids::LabId;
 use crate::scenario::NameService;
 use crate::sys::cmd::CmdError;
@@ -147,6 +147,11 @@ pub trait Backend: Send + Sync {
     /// The cluster's nodes, by role, with the lab's instances on each; none off a cluster.
     fn nodes(&self) -> Result<BTreeMap<String, NodeSite>, BackendError> {
         Ok(BTreeMap::new())
+    }
+
+    /// Where faults made through a cluster's API go; none off a cluster.
+    fn cluster_api(&self) -> Option<std::sync::Arc<dyn ClusterApi>> {
+        None
     }
 
     /// Whether names resolve through sandbox's own name server (a scenario's `names: dns`);

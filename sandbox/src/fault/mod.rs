@@ -12,6 +12,7 @@
 //! | slow, hang, leak, cpu-burn | the Go service's `/admin/fault` switch |
 //! | cpu-starve | the service pinned to one CPU, busy threads of the supervisor on it |
 //! | dns | a rule at the lab's name server |
+//! | no-endpoints | the Service's selector, through the cluster's API (kube backend) |
 
 mod app;
 mod corrupt;
@@ -54,6 +55,9 @@ pub enum FaultError {
     /// A service's `/admin/fault` switch did not take the change.
     #[error("app-fault switch: {0}")]
     App(String),
+    /// The cluster's API server refused a change.
+    #[error("cluster API: {0}")]
+    Api(String),
     /// The fault cannot act on this target here (a link for a process fault, no name
     /// server for a dns fault, nothing running to starve).
     #[error("{0}")]
@@ -244,6 +248,8 @@ pub struct Injector {
     names: Option<crate::names::Rules>,
     /// The cluster's nodes, by role, where the lab runs on one.
     nodes: BTreeMap<String, NodeSite>,
+    /// The cluster's API, where the lab runs on one.
+    api: Option<Arc<dyn ClusterApi>>,
 }
 
 /// A cluster node as the fault engine sees it: the network namespace that forwards its pods'
@@ -252,6 +258,19 @@ pub struct Injector {
 pub struct NodeSite {
     pub netns: NsPath,
     pub instances: Vec<String>,
+}
+
+/// Faults made through a cluster's API rather than in a kernel (a Service's selector). The
+/// backend that talks to the cluster makes them, so its client library stays behind it.
+pub trait ClusterApi: Send + Sync {
+    /// Makes `effect` on `service`; the returned change undoes it.
+    fn install(&self, effect: &Effect, service: &str) -> Result<Box<dyn ApiChange>, FaultError>;
+}
+
+/// One change made through a cluster's API. A lab's namespace holds every object such a
+/// change touches, so a lab taken down after a crash leaves none behind.
+pub trait ApiChange: Send + Sync {
+    fn remove(self: Box<Self>) -> Result<(), FaultError>;
 }
 
 /// An installed fault. Removing it (or dropping it) undoes it.
@@ -263,6 +282,7 @@ pub enum Active {
     App(app::AppFault),
     Starve(starve::StarveFault),
     Dns(dns::DnsFault),
+    Api(Box<dyn ApiChange>),
 }
 
 impl Active {
@@ -275,6 +295,7 @@ impl Active {
             Active::App(f) => f.remove(),
             Active::Starve(f) => f.remove(),
             Active::Dns(f) => f.remove(),
+            Active::Api(f) => f.remove(),
         }
     }
 
@@ -286,7 +307,7 @@ impl Active {
             Active::Delay(f) => Some(f.released()),
             Active::Corrupt(f) => Some(f.counts().1),
             Active::Dns(f) => Some(f.lookups()),
-            Active::Shape(_) | Active::App(_) | Active::Starve(_) => None,
+            Active::Shape(_) | Active::App(_) | Active::Starve(_) | Active::Api(_) => None,
         }
     }
 }
@@ -302,7 +323,14 @@ impl Injector {
             offloads: Arc::default(),
             names: None,
             nodes: BTreeMap::new(),
+            api: None,
         }
+    }
+
+    /// Lets `no-endpoints` faults act through the cluster's API.
+    pub fn with_api(mut self, api: Option<Arc<dyn ClusterApi>>) -> Injector {
+        self.api = api;
+        self
     }
 
     /// Lets `node-partition` faults act on the cluster's nodes.
@@ -348,6 +376,15 @@ impl Injector {
                 return starve::install(&pids, hogs).map(Active::Starve);
             }
             return app::install(&f.effect, &ips).map(Active::App);
+        }
+        if let Effect::NoEndpoints = f.effect {
+            let (Some(api), FaultTarget::Service { service, .. }) = (&self.api, &f.target) else {
+                return Err(FaultError::Unsupported(format!(
+                    "{} needs a service on a cluster (the kube backend)",
+                    f.effect
+                )));
+            };
+            return api.install(&f.effect, service).map(Active::Api);
         }
         if let Effect::Dns { .. } = f.effect {
             let rules = self.names.as_ref().ok_or_else(|| {

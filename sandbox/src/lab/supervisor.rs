@@ -351,8 +351,9 @@ impl Lab<'_> {
         let nodes = net
             .nodes()
             .map_err(|e| format!("finding the cluster's nodes: {e}"))?;
-        let injector =
-            Injector::new(sites, self.spec.id.as_str(), net.book().clone()).with_nodes(nodes);
+        let injector = Injector::new(sites, self.spec.id.as_str(), net.book().clone())
+            .with_nodes(nodes)
+            .with_api(net.cluster_api());
         Ok(match &self.names {
             Some(server) => injector.with_names(server.rules()),
             None => injector,

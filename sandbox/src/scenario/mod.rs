@@ -401,6 +401,9 @@ pub enum FaultKind {
     /// Kubernetes: the pod network between one node and the others is cut, on that node
     /// (the lab's pods only); pods keep running and stay Ready.
     NodePartition,
+    /// Kubernetes: the service's Service selects no pod (a selector changed ahead of a
+    /// rollout), so it has no endpoints; its pods keep running and stay Ready.
+    NoEndpoints,
 }
 
 impl FaultKind {
@@ -421,6 +424,7 @@ impl FaultKind {
             FaultKind::CpuStarve => "cpu-starve",
             FaultKind::Dns => "dns",
             FaultKind::NodePartition => "node-partition",
+            FaultKind::NoEndpoints => "no-endpoints",
         }
     }
 
@@ -428,6 +432,11 @@ impl FaultKind {
     /// or port.
     pub fn is_process(self) -> bool {
         self.is_app() || self == FaultKind::CpuStarve
+    }
+
+    /// Faults that take a whole service, never a link, a direction or a port.
+    pub fn acts_on_whole_service(self) -> bool {
+        self.is_process() || self == FaultKind::NoEndpoints
     }
 
     /// App-level faults are switched inside the Go service; the rest act on packets.

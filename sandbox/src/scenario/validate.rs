@@ -536,7 +536,8 @@ pub(crate) fn params_of(kind: FaultKind) -> (&'static [&'static str], &'static [
         FaultKind::Blackhole
         | FaultKind::Partition
         | FaultKind::Leak
-        | FaultKind::NodePartition => (&[], &[]),
+        | FaultKind::NodePartition
+        | FaultKind::NoEndpoints => (&[], &[]),
         FaultKind::Bandwidth => (&["rate"], &["rate"]),
         FaultKind::Slow => (&["delay", "percent"], &["delay"]),
         FaultKind::CpuBurn => (&["goroutines"], &[]),
@@ -597,6 +598,13 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
         }
         if kind == FaultKind::Dns {
             check_dns(c, s, f, &path);
+        }
+        if kind == FaultKind::NoEndpoints && s.metadata.backends != [BackendKind::Kube] {
+            c.err(
+                f.kind.pos,
+                format!("{path}.type"),
+                "Services exist only on a cluster: a scenario with `no-endpoints` lists `backends: [kube]` alone",
+            );
         }
     }
 }
@@ -714,6 +722,16 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
             path,
             format!("`{kind}` is switched inside a service; expected `service`, not `link`"),
         ),
+        (None, Some(_)) if kind == FaultKind::NoEndpoints => c.err(
+            pos,
+            path,
+            "`no-endpoints` changes a service's Service; expected `service`, not `link`",
+        ),
+        (Some(_), None) if kind == FaultKind::NoEndpoints && t.replica.is_some() => c.err(
+            t.replica.as_ref().map_or(pos, |r| r.pos),
+            format!("{path}.replica"),
+            "`no-endpoints` empties the whole Service; remove `replica`",
+        ),
         (None, Some(_)) if t.replica.is_some() => c.err(
             pos,
             format!("{path}.replica"),
@@ -723,7 +741,7 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
     }
     if let Some(d) = &t.direction {
         let dpath = format!("{path}.direction");
-        if kind == FaultKind::Partition || kind.is_process() {
+        if kind == FaultKind::Partition || kind.acts_on_whole_service() {
             c.err(
                 d.pos,
                 dpath,
@@ -760,7 +778,7 @@ fn check_target(c: &mut Checker, kind: FaultKind, t: &crate::yaml::Spanned<Targe
         }
     }
     if let Some(p) = &t.port {
-        if kind.is_process() {
+        if kind.acts_on_whole_service() {
             c.err(
                 p.pos,
                 format!("{path}.port"),
@@ -1016,8 +1034,11 @@ fn check_grading(c: &mut Checker, s: &Scenario) {
                 words.as_slice(),
                 ["sandbox", "status", ..] | ["sandbox", "logs", ..]
             ) || matches!(words.as_slice(), ["sandbox", "probe", name, ..] if super::ProbeKind::from_name(name).is_some());
-            if !ok {
-                c.err(sol.pos, format!("solution.steps[{i}].run"), format!("`{}`: a reference solution uses only `sandbox probe <name>`, `sandbox status` and `sandbox logs`", step.run));
+            // A Kubernetes-only scenario's learner reads the cluster's objects too.
+            let reads_cluster = s.metadata.backends == [BackendKind::Kube]
+                && matches!(words.as_slice(), ["kubectl", "get" | "describe", ..]);
+            if !ok && !reads_cluster {
+                c.err(sol.pos, format!("solution.steps[{i}].run"), format!("`{}`: a reference solution uses only `sandbox probe <name>`, `sandbox status` and `sandbox logs` (and, on a Kubernetes-only scenario, `kubectl get` and `kubectl describe`)", step.run));
             }
         }
     }
