@@ -1033,6 +1033,27 @@ pub fn node_pid(name: &str, role: &str) -> Result<u32, ClusterError> {
         })
 }
 
+/// The host pids of cluster `name`'s running nodes.
+pub fn node_pids(name: &str) -> Vec<u32> {
+    let listed = cmd::run(docker().args([
+        "ps",
+        "--filter",
+        &format!("label={KIND_LABEL}={name}"),
+        "--format",
+        "{{.Names}}",
+    ]));
+    let Ok(names) = listed else {
+        return Vec::new();
+    };
+    names
+        .split_whitespace()
+        .filter_map(|node| {
+            let role = node.strip_prefix(&format!("{name}-"))?;
+            node_pid(name, role).ok()
+        })
+        .collect()
+}
+
 /// Creates cluster `name` with `layout`, waits for it to be ready and loads the service
 /// images. On any failure what was made is removed again.
 pub fn create(

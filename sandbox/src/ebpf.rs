@@ -230,14 +230,16 @@ impl Object {
     }
 
     /// Attaches a socket filter program to `socket`: the kernel runs it on every packet
-    /// before the socket sees it, and the socket only receives what it keeps.
+    /// before the socket sees it, and the socket only receives what it keeps. The program is
+    /// loaded the first time; later calls add more sockets.
     pub fn attach_socket_filter(
         &mut self,
         program: &str,
         socket: std::os::fd::BorrowedFd<'_>,
     ) -> Result<(), EbpfError> {
         let p: &mut SocketFilter = self.program(program)?;
-        let attached = p.load().and_then(|_| p.attach(socket).map(|_| ()));
+        let loaded = if p.fd().is_err() { p.load() } else { Ok(()) };
+        let attached = loaded.and_then(|_| p.attach(socket).map(|_| ()));
         attached.map_err(|e| self.attach_err(program, "socket", e))
     }
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use sandbox::backend::BackendKind;
@@ -261,4 +262,168 @@ fn a_no_endpoints_fault_empties_a_service_and_gives_it_back() {
     let out = lab.down();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(lab_namespaces(&cluster, &id), Vec::<String>::new());
+}
+
+/// Two services and no fault: a lab to be confined.
+const QUIET: &str = r#"
+apiVersion: sandbox/v1
+kind: Scenario
+metadata: {id: quiet-lab, title: t, summary: s, difficulty: beginner, backends: [kube]}
+topology:
+  services:
+    - {name: front, program: gateway, calls: [db]}
+    - {name: db, program: backend, calls: [cache]}
+    - {name: cache, program: store}
+workload: {target: front, rate: 5}
+briefing: {title: t, body: b}
+"#;
+
+/// On a shared cluster a learner's kubeconfig reads their own lab's namespace and nothing
+/// else: not another lab's pods, logs or Services, not the cluster's, and it changes nothing
+/// (no fault of theirs to undo, no pod to delete, no shell through exec). And no pod in a
+/// lab's namespace may run privileged, even for the cluster's admin.
+#[test]
+fn a_learners_kubeconfig_reads_their_own_lab_and_nothing_else() {
+    if !backend_or_skip(
+        "a_learners_kubeconfig_reads_their_own_lab_and_nothing_else",
+        KUBE,
+    ) {
+        return;
+    }
+    let cluster = test_cluster().unwrap();
+    let _g = serial();
+    let mine = Lab::start_yaml_on("quiet-lab", QUIET, 1, KUBE);
+    let theirs = Lab::start_yaml_on("quiet-lab", QUIET, 2, KUBE);
+    let kubeconfig = sandbox::ids::state_root()
+        .join("labs")
+        .join(&mine.id)
+        .join("kubeconfig");
+    let mode = std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the learner's token is readable by its owner only"
+    );
+    let (my_ns, their_ns) = (format!("sbx-{}", mine.id), format!("sbx-{}", theirs.id));
+    let tools = sandbox::cluster::tools().expect("kind tools are built");
+    let learner = |args: &[&str]| {
+        let out = std::process::Command::new(&tools.kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    };
+    // Their own lab, in the kubeconfig's namespace.
+    let (ok, out) = learner(&["get", "pods", "-o", "name"]);
+    assert!(
+        ok && out.contains("pod/front-0") && out.contains("pod/cache-0"),
+        "{out}"
+    );
+    for read in [
+        vec!["get", "endpointslices"],
+        vec!["get", "services", "db", "-o", "yaml"],
+        vec!["logs", "db-0", "--tail", "1"],
+        vec!["get", "events"],
+    ] {
+        let (ok, out) = learner(&read);
+        assert!(ok, "the learner may {read:?} in their lab: {out}");
+    }
+    // Nothing outside it, and no change inside it.
+    for denied in [
+        vec!["get", "pods", "-n", &their_ns],
+        vec!["logs", "db-0", "-n", &their_ns],
+        vec!["get", "services", "-n", &their_ns],
+        vec!["get", "pods", "-n", "kube-system"],
+        vec!["get", "namespaces"],
+        vec!["get", "nodes"],
+        vec!["get", "secrets"],
+        vec!["delete", "pod", "db-0"],
+        vec![
+            "patch",
+            "service",
+            "db",
+            "-p",
+            r#"{"spec":{"selector":{"x":"y"}}}"#,
+        ],
+        vec![
+            "label",
+            "pod",
+            "db-0",
+            "--overwrite",
+            "app.kubernetes.io/version=2",
+        ],
+        vec!["exec", "db-0", "--", "/backend", "-h"],
+        vec![
+            "run",
+            "probe",
+            "--image",
+            "sandbox.local/store:x",
+            "--restart",
+            "Never",
+        ],
+    ] {
+        let (ok, out) = learner(&denied);
+        assert!(
+            !ok && out.contains("forbidden"),
+            "the learner must not {denied:?}: {out}"
+        );
+    }
+    // Pod Security `restricted` holds in the namespace, for the admin too.
+    let out = std::process::Command::new(&tools.kubectl)
+        .arg("--kubeconfig")
+        .arg(sandbox::cluster::kubeconfig(
+            &sandbox::cluster::cluster_name(&cluster).unwrap(),
+        ))
+        .args(["-n", &my_ns, "run", "privileged", "--restart", "Never"])
+        .args(["--image", "sandbox.local/store:x", "--overrides"])
+        .arg(r#"{"spec":{"containers":[{"name":"privileged","image":"sandbox.local/store:x","securityContext":{"privileged":true}}]}}"#)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && text(&out).contains("violates PodSecurity"),
+        "a privileged pod is refused in a lab's namespace: {}",
+        text(&out)
+    );
+    // The token dies with the lab.
+    let id = mine.id.clone();
+    assert!(mine.down().status.success());
+    assert_eq!(lab_namespaces(&cluster, &id), Vec::<String>::new());
+    let (ok, out) = learner(&["get", "pods"]);
+    assert!(!ok, "a lab's token outlives it: {out}");
+    assert!(theirs.down().status.success());
+}
+
+/// A fault that acts at a node (a dns delay on the pods' queries) leaves its rules in the
+/// node's namespace, which outlives the lab: `down` after a killed supervisor finds and
+/// removes them.
+#[test]
+fn down_after_a_killed_supervisor_removes_its_rules_from_the_nodes() {
+    if !backend_or_skip(
+        "down_after_a_killed_supervisor_removes_its_rules_from_the_nodes",
+        KUBE,
+    ) {
+        return;
+    }
+    let cluster = test_cluster().unwrap();
+    let _g = serial();
+    let yaml = QUIET.replace(
+        "briefing:",
+        "faults:\n  - {id: slow, type: dns, target: {service: front, direction: egress}, params: {delay: 50ms}}\n  - {id: mute, type: dns, target: {service: db, direction: egress}, params: {answer: timeout, percent: 20}}\nbriefing:",
+    );
+    let lab = Lab::start_yaml_on("quiet-lab", &yaml, 3, KUBE);
+    lab.wait_fault("slow", "active", Duration::from_secs(30));
+    lab.wait_fault("mute", "active", Duration::from_secs(30));
+    let rules = common::node_rules(&cluster, &lab.id);
+    assert!(
+        rules.iter().any(|r| r.contains("SBX-")) && rules.iter().any(|r| r.contains("sbx_")),
+        "the faults act at the nodes: {rules:?}"
+    );
+    lab.kill_supervisor();
+    let id = lab.id.clone();
+    std::mem::forget(lab);
+    let out = sandbox().args(["down", &id]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(common::node_rules(&cluster, &id), Vec::<String>::new());
+    assert_eq!(common::leftovers(&id), Vec::<String>::new());
 }

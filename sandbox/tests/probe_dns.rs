@@ -150,3 +150,81 @@ fn dns_probe_says_a_hosts_file_lab_makes_no_lookups() {
     assert_eq!(s["lookups"], 0, "{s}");
     assert!(table.contains("hosts file"), "{table}");
 }
+
+/// On a cluster the pods ask cluster DNS from their own namespaces: the probe watches each
+/// pod's `eth0`, and a `dns` fault acts on a service's own query packets: mid's are answered
+/// late, half of front's not at all, and front's answered ones stay fast.
+#[test]
+fn dns_probe_times_cluster_dns_answers_on_kube_pods() {
+    if !backend_or_skip(
+        "dns_probe_times_cluster_dns_answers_on_kube_pods",
+        sandbox::backend::BackendKind::Kube,
+    ) {
+        return;
+    }
+    let _g = serial();
+    let yaml = r#"
+apiVersion: sandbox/v1
+kind: Scenario
+metadata: {id: kube-dns, title: t, summary: s, difficulty: beginner, backends: [kube]}
+topology:
+  services:
+    - {name: front, program: gateway, calls: [mid], args: ["-retries", "0", "-pool", "0"]}
+    - {name: mid, program: api, calls: [back, side], args: ["-pool", "0"]}
+    - {name: back, program: backend, calls: [db]}
+    - {name: side, program: backend, calls: [db]}
+    - {name: db, program: store}
+workload: {target: front, rate: 30, concurrency: 16, timeout: 3s}
+faults:
+  - {id: late, type: dns, target: {service: mid, direction: egress}, params: {delay: 150ms}}
+  - {id: gone, type: dns, target: {service: front, direction: egress}, params: {answer: timeout, percent: 50}}
+briefing: {title: t, body: b}
+"#;
+    let lab = Lab::start_yaml_on("kube-dns", yaml, 1, sandbox::backend::BackendKind::Kube);
+    lab.wait_fault("late", "active", Duration::from_secs(30));
+    lab.wait_fault("gone", "active", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let (s, table) = probe_dns(&lab, None, 6);
+    let of = |from: &str, service: &str| -> Vec<Value> {
+        let prefix = format!("{service}.");
+        s["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["from"] == from && f["name"].as_str().unwrap().starts_with(&prefix))
+            .cloned()
+            .collect()
+    };
+    let sum = |flows: &[Value], k: &str| flows.iter().map(|f| f[k].as_u64().unwrap()).sum::<u64>();
+    let mean = |flows: &[Value]| {
+        flows
+            .iter()
+            .filter(|f| f["ok"].as_u64().unwrap() > 0)
+            .map(|f| f["mean_us"].as_u64().unwrap())
+            .max()
+            .unwrap_or(0)
+    };
+    let late = of("mid-0", "back");
+    assert!(
+        sum(&late, "ok") > 0,
+        "mid's lookups of back are answered: {table}"
+    );
+    assert!(
+        mean(&late) >= 140_000,
+        "mid's lookups are held 150 ms:\n{table}"
+    );
+    let front = of("front-0", "mid");
+    assert!(
+        sum(&front, "unanswered") > 0,
+        "some of front's lookups go unanswered: {table}"
+    );
+    assert!(
+        sum(&front, "ok") > 0,
+        "half of front's lookups are answered: {table}"
+    );
+    assert!(
+        mean(&front) < 50_000,
+        "front's answers are not held:\n{table}"
+    );
+    assert!(lab.down().status.success());
+}

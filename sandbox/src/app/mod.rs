@@ -290,6 +290,21 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
         println!("Time limit: {}.", report::short_duration_ms(t * 1000));
     }
     println!();
+    let kubeconfig = LabDir::new(&st.id)
+        .path
+        .join(crate::backend::kube::KUBECONFIG);
+    if kubeconfig.exists() {
+        // The kubectl sandbox built for its clusters, where the learner may have none.
+        let kubectl = crate::cluster::tools()
+            .map(|t| t.kubectl.display().to_string())
+            .unwrap_or_else(|_| "kubectl".into());
+        println!(
+            "Read the lab's Kubernetes objects (its namespace, read only) with\n  {} --kubeconfig {}",
+            safe(&kubectl),
+            safe(&kubeconfig.display().to_string())
+        );
+        println!();
+    }
     if o.detach {
         println!("Watch it with `sandbox status`, read logs with `sandbox logs <service>`,");
         println!("open a shell with `sandbox shell <service>`, and stop it with `sandbox down`.");

@@ -20,14 +20,21 @@
 //! port) and an address for every pod in cluster DNS's answer, not a pod's phase.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, Pod, ResourceQuota, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -51,10 +58,18 @@ const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const VERSION: &str = "app.kubernetes.io/version";
 const RUNNING_RELEASE: &str = "1";
 const NEXT_RELEASE: &str = "2";
+/// The user and group every pod runs as (Pod Security's `restricted` wants a non-root one).
+const NOBODY: u32 = 65534;
 /// The one container of every pod.
 const CONTAINER: &str = "app";
 /// Where a pod that writes into the lab directory (the load generator's figures) sees it.
 const LAB_DIR_IN_POD: &str = "/lab";
+/// The learner's account in a lab's namespace, its role and their binding.
+const LEARNER: &str = "learner";
+/// How long a learner's token lasts at most (the lab's namespace going ends it sooner).
+const LEARNER_TOKEN_S: i64 = 24 * 3600;
+/// The learner's kubeconfig, in the lab directory.
+pub const KUBECONFIG: &str = "kubeconfig";
 /// How long pods have to become ready.
 const READY_LIMIT: Duration = Duration::from_secs(120);
 
@@ -223,8 +238,15 @@ impl KubeBackend {
         let ns = self.namespace.clone();
         let id = self.id.to_string();
         block(self.rt.handle(), async move {
+            // Pod Security's `restricted` profile: on a shared cluster no pod in a lab's
+            // namespace runs privileged, as root, or with host namespaces.
             let namespace: Namespace = from_json(json!({
-                "metadata": {"name": ns, "labels": {LAB: id, MANAGED_BY: "sandbox"}}
+                "metadata": {"name": ns, "labels": {
+                    LAB: id,
+                    MANAGED_BY: "sandbox",
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest"
+                }}
             }))?;
             Api::<Namespace>::all(client.clone())
                 .create(&PostParams::default(), &namespace)
@@ -250,6 +272,7 @@ impl KubeBackend {
             Ok::<_, BackendError>(())
         })??;
         self.write_resolv_conf()?;
+        self.confine(spec.runs.len())?;
         let services: Vec<Service> = spec
             .ports
             .iter()
@@ -294,7 +317,137 @@ impl KubeBackend {
             create_pods(Api::namespaced(client, &ns), clients).await
         })??;
         self.add_ready(&names)?;
-        Ok(())
+        self.write_learner_kubeconfig()
+    }
+
+    /// What keeps a lab to its namespace on a shared cluster: a read-only role for the
+    /// learner's account, a quota on pods and default limits (so one lab cannot starve the
+    /// others), and a policy that lets only the lab's own pods connect to its pods (enforced
+    /// where the cluster's CNI enforces NetworkPolicy).
+    fn confine(&self, instances: usize) -> Result<(), BackendError> {
+        let read = ["get", "list", "watch"];
+        let role: Role = from_json(json!({
+            "metadata": {"name": LEARNER, "labels": self.labels(LEARNER)},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "endpoints", "events"], "verbs": read},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": read}
+            ]
+        }))?;
+        let binding: RoleBinding = from_json(json!({
+            "metadata": {"name": LEARNER, "labels": self.labels(LEARNER)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEARNER},
+            "subjects": [{"kind": "ServiceAccount", "name": LEARNER, "namespace": self.namespace}]
+        }))?;
+        let account: ServiceAccount = from_json(json!({
+            "metadata": {"name": LEARNER, "labels": self.labels(LEARNER)},
+            "automountServiceAccountToken": false
+        }))?;
+        let quota: ResourceQuota = from_json(json!({
+            "metadata": {"name": "lab", "labels": self.labels("lab")},
+            "spec": {"hard": {"pods": (instances + 2).to_string()}}
+        }))?;
+        let limits: LimitRange = from_json(json!({
+            "metadata": {"name": "lab", "labels": self.labels("lab")},
+            "spec": {"limits": [{
+                "type": "Container",
+                "default": {"memory": "512Mi"},
+                "defaultRequest": {"cpu": "10m", "memory": "32Mi"}
+            }]}
+        }))?;
+        let policy: NetworkPolicy = from_json(json!({
+            "metadata": {"name": "lab-only", "labels": self.labels("lab")},
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {}}]}]
+            }
+        }))?;
+        let (client, ns) = (self.client.clone(), self.namespace.clone());
+        block(self.rt.handle(), async move {
+            let post = PostParams::default();
+            let what = "confining the lab to its namespace";
+            Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+                .create(&post, &account)
+                .await
+                .map_err(kerr(what))?;
+            Api::<Role>::namespaced(client.clone(), &ns)
+                .create(&post, &role)
+                .await
+                .map_err(kerr(what))?;
+            Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .create(&post, &binding)
+                .await
+                .map_err(kerr(what))?;
+            Api::<ResourceQuota>::namespaced(client.clone(), &ns)
+                .create(&post, &quota)
+                .await
+                .map_err(kerr(what))?;
+            Api::<LimitRange>::namespaced(client.clone(), &ns)
+                .create(&post, &limits)
+                .await
+                .map_err(kerr(what))?;
+            Api::<NetworkPolicy>::namespaced(client, &ns)
+                .create(&post, &policy)
+                .await
+                .map_err(kerr(what))?;
+            Ok::<_, BackendError>(())
+        })?
+    }
+
+    /// A kubeconfig in the lab directory for the learner's account: the cluster as the
+    /// admin's kubeconfig names it, the lab's namespace, and a token that ends with the
+    /// namespace (or after a day).
+    fn write_learner_kubeconfig(&self) -> Result<(), BackendError> {
+        let admin_path = crate::cluster::kubeconfig(&self.cluster);
+        let admin = Kubeconfig::read_from(&admin_path)
+            .map_err(|e| BackendError::Kube(format!("reading {}: {e}", admin_path.display())))?;
+        let cluster = admin
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.clone())
+            .ok_or_else(|| {
+                BackendError::Kube(format!("{} names no cluster", admin_path.display()))
+            })?;
+        let request: TokenRequest = from_json(json!({
+            "spec": {"audiences": [], "expirationSeconds": LEARNER_TOKEN_S}
+        }))?;
+        let api = Api::<ServiceAccount>::namespaced(self.client.clone(), &self.namespace);
+        let token = block(self.rt.handle(), async move {
+            api.create_token_request(LEARNER, &PostParams::default(), &request)
+                .await
+        })?
+        .map_err(kerr("issuing the learner's token"))?
+        .status
+        .map(|s| s.token)
+        .unwrap_or_default();
+        let name = format!("{}-learner", self.namespace);
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": self.cluster, "cluster": {
+                "server": cluster.server,
+                "certificate-authority-data": cluster.certificate_authority_data
+            }}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {
+                "cluster": self.cluster, "user": name, "namespace": self.namespace
+            }}],
+            "current-context": name
+        });
+        let path = self.dir.join(KUBECONFIG);
+        let text = serde_json::to_string_pretty(&config).unwrap_or_default();
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        written.map_err(|source| BackendError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })
     }
 
     /// `sandbox shell` resolves names as the lab's pods do: through cluster DNS, with the
@@ -397,6 +550,12 @@ impl KubeBackend {
             });
         }
         let mut spec = json!({
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": NOBODY,
+                "runAsGroup": NOBODY,
+                "seccompProfile": {"type": "RuntimeDefault"}
+            },
             "hostname": run.instance,
             "subdomain": service,
             "enableServiceLinks": false,
@@ -907,6 +1066,7 @@ impl Backend for KubeBackend {
             remove_namespaces(client, self.id.to_string()),
         )?;
         let _ = std::fs::remove_file(super::resolv_conf(&self.id));
+        let _ = std::fs::remove_file(self.dir.join(KUBECONFIG));
         result
     }
 }
@@ -1057,7 +1217,22 @@ pub fn remove_lab(id: &LabId) -> Result<(), BackendError> {
     for (_, rt, client) in clusters() {
         block(rt.handle(), remove_namespaces(client, id.to_string()))??;
     }
+    // Faults that act at a node (node-partition, dns) leave their rules in the node's
+    // namespace, which outlives the lab.
+    for ns in node_namespaces() {
+        crate::fault::sweep_shared(&ns, id.as_str())
+            .map_err(|e| BackendError::Kube(format!("removing the lab's rules in {ns}: {e}")))?;
+    }
     Ok(())
+}
+
+/// The network namespaces of the nodes of every cluster sandbox made.
+fn node_namespaces() -> Vec<NsPath> {
+    crate::cluster::ours()
+        .iter()
+        .flat_map(|c| crate::cluster::node_pids(c))
+        .map(NsPath::of_pid)
+        .collect()
 }
 
 /// What is left of lab `id` on sandbox's clusters.
@@ -1077,6 +1252,9 @@ pub fn leftovers(id: &LabId) -> Vec<String> {
                 ))
             }));
         }
+    }
+    for ns in node_namespaces() {
+        out.extend(crate::fault::left_in_shared(&ns, id.as_str()));
     }
     out
 }

@@ -479,6 +479,55 @@ fn rules(sel: &Selector) -> Vec<String> {
     }
 }
 
+/// Lab `lab`'s delay chains in `ns` (`SBX-<LAB>-F<n>`) and the rules that jump to them, as
+/// `iptables-save` prints them.
+fn saved(ns: &NsPath, lab: &str) -> (Vec<String>, Vec<String>) {
+    let prefix = format!("{}-{lab}-F", crate::ids::PREFIX).to_uppercase();
+    let listed = ns.command("iptables-save").map(|mut c| {
+        c.args(["-t", "filter"]);
+        cmd::run(&mut c)
+    });
+    let Ok(Ok(out)) = listed else {
+        return (Vec::new(), Vec::new());
+    };
+    let chains: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix(':')?.split_whitespace().next())
+        .filter(|c| c.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    let jumps = out
+        .lines()
+        .filter(|l| {
+            l.starts_with("-A ")
+                && l.rsplit_once(" -j ")
+                    .is_some_and(|(_, to)| chains.iter().any(|c| c == to.trim()))
+        })
+        .map(str::to_string)
+        .collect();
+    (chains, jumps)
+}
+
+/// Lab `lab`'s delay chains in `ns`.
+pub fn chains_of(ns: &NsPath, lab: &str) -> Vec<String> {
+    saved(ns, lab).0
+}
+
+/// Removes lab `lab`'s delay chains from `ns`, and the rules that jump to them, at once.
+pub fn remove_chains(ns: &NsPath, lab: &str) -> Result<(), FaultError> {
+    let (chains, jumps) = saved(ns, lab);
+    if chains.is_empty() {
+        return Ok(());
+    }
+    let mut lines: Vec<String> = jumps
+        .iter()
+        .filter_map(|j| j.strip_prefix("-A ").map(|rest| format!("-D {rest}")))
+        .collect();
+    lines.extend(chains.iter().map(|c| format!("-F {c}")));
+    lines.extend(chains.iter().map(|c| format!("-X {c}")));
+    restore(ns, &lines)
+}
+
 /// Applies rules atomically with `iptables-restore --noflush`.
 fn restore(ns: &NsPath, lines: &[String]) -> Result<(), FaultError> {
     let input = format!("*filter\n{}\nCOMMIT\n", lines.join("\n"));

@@ -1,12 +1,16 @@
 //! DNS faults, installed as rules at the lab's name server: lookups from the target's
-//! clients for the target's names get a wrong answer, a late one, or none.
+//! clients for the target's names get a wrong answer, a late one, or none. On a cluster,
+//! whose pods ask cluster DNS, they act on the query packets on their way instead.
+
+use std::time::Duration;
 
 use crate::names::{Catch, Rule, RuleHandle, Rules, Zone};
 use crate::plan::{Effect, FaultTarget};
+use crate::scenario::{Direction, DnsAnswer};
 use crate::topology::AddressBook;
 
 use super::FaultError;
-use super::selector::selectors;
+use super::selector::{Selector, selectors};
 
 pub struct DnsFault {
     handle: RuleHandle,
@@ -63,10 +67,63 @@ pub fn install(
     Ok(DnsFault { handle })
 }
 
+/// A DNS fault where sandbox runs no name server (a cluster's pods ask cluster DNS): the
+/// packet fault that gives the same answers to the target's own query packets (from its
+/// pods to port 53): loss for lookups left unanswered, delay for late ones. A packet rule
+/// does not know which name a query asks, nor answer in the server's place, so only a
+/// service's own lookups (`egress`), and only late or missing answers, can be given.
+pub fn as_packets(
+    target: &FaultTarget,
+    effect: &Effect,
+    book: &AddressBook,
+) -> Result<(Effect, Vec<Selector>), FaultError> {
+    let unsupported = |why: &str| Err(FaultError::Unsupported(why.into()));
+    let Effect::Dns {
+        answer,
+        delay,
+        percent,
+    } = effect
+    else {
+        return unsupported("not a DNS fault");
+    };
+    let FaultTarget::Service {
+        direction: Direction::Egress,
+        ..
+    } = target
+    else {
+        return unsupported(
+            "on a cluster a dns fault catches a service's own lookups (`direction: egress`): cluster DNS, not sandbox, answers them",
+        );
+    };
+    let packets = match (answer, delay) {
+        (Some(DnsAnswer::Timeout), _) => Effect::Loss { percent: *percent },
+        (None, Some(d)) if *percent >= 100.0 => Effect::Delay {
+            delay: *d,
+            jitter: Duration::ZERO,
+        },
+        (None, Some(_)) => return unsupported("on a cluster a dns delay holds every lookup"),
+        (Some(_), _) => {
+            return unsupported(
+                "on a cluster a dns fault can only leave lookups unanswered (`answer: timeout`) or answer them late; nxdomain and servfail need the lab's own name server",
+            );
+        }
+        (None, None) => return unsupported("a dns fault needs `answer` or `delay`"),
+    };
+    let sels = selectors(target, &packets, book)
+        .into_iter()
+        .map(|s| Selector {
+            dst: Vec::new(),
+            dport: Some(53),
+            sport: None,
+            ..s
+        })
+        .collect();
+    Ok((packets, sels))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Direction;
     use std::net::Ipv4Addr;
 
     fn book() -> AddressBook {
@@ -108,5 +165,40 @@ mod tests {
         let inn = catches(&svc(Direction::Ingress), &NX, &book());
         assert_eq!(inn[0].clients, None, "whoever looks it up");
         assert_eq!(inn[0].names, Some(["web".to_string()].into()));
+    }
+
+    #[test]
+    fn on_a_cluster_a_services_lookups_are_its_query_packets() {
+        let svc = |direction| FaultTarget::Service {
+            service: "web".into(),
+            replica: None,
+            direction,
+            port: None,
+        };
+        let late = Effect::Dns {
+            answer: None,
+            delay: Some(Duration::from_millis(80)),
+            percent: 100.0,
+        };
+        let (effect, sels) = as_packets(&svc(Direction::Egress), &late, &book()).unwrap();
+        assert_eq!(
+            effect,
+            Effect::Delay {
+                delay: Duration::from_millis(80),
+                jitter: Duration::ZERO
+            }
+        );
+        assert_eq!(sels.len(), 1);
+        assert_eq!(sels[0].src, [Ipv4Addr::new(10, 9, 0, 12)]);
+        assert_eq!((sels[0].dst.len(), sels[0].dport), (0, Some(53)));
+        let lost = Effect::Dns {
+            answer: Some(DnsAnswer::Timeout),
+            delay: None,
+            percent: 30.0,
+        };
+        let (effect, _) = as_packets(&svc(Direction::Egress), &lost, &book()).unwrap();
+        assert_eq!(effect, Effect::Loss { percent: 30.0 });
+        assert!(as_packets(&svc(Direction::Ingress), &lost, &book()).is_err());
+        assert!(as_packets(&svc(Direction::Egress), &NX, &book()).is_err());
     }
 }

@@ -12,6 +12,7 @@
 //! | slow, hang, leak, cpu-burn | the Go service's `/admin/fault` switch |
 //! | cpu-starve | the service pinned to one CPU, busy threads of the supervisor on it |
 //! | dns | a rule at the lab's name server |
+//! | dns on a cluster | loss or delay of the queries at the forward hook of their pods' nodes |
 //! | no-endpoints | the Service's selector, through the cluster's API (kube backend) |
 
 mod app;
@@ -222,6 +223,45 @@ impl Injector {
         nft::install(&[point], &table, comment, &Effect::NodePartition)
     }
 
+    /// Where packets from the instances `sels` name leave their nodes: the forward hook of
+    /// each node that runs one, matching its instances there.
+    fn at_nodes(&self, sels: &[Selector]) -> Result<Vec<Point>, FaultError> {
+        let points: Vec<Point> = self
+            .nodes
+            .values()
+            .filter_map(|site| {
+                let here: Vec<Ipv4Addr> = site
+                    .instances
+                    .iter()
+                    .filter_map(|i| self.book.ip_of(i))
+                    .collect();
+                let sels: Vec<Selector> = sels
+                    .iter()
+                    .filter_map(|s| {
+                        let src: Vec<Ipv4Addr> = s
+                            .src
+                            .iter()
+                            .copied()
+                            .filter(|ip| here.contains(ip))
+                            .collect();
+                        (!src.is_empty()).then(|| Selector { src, ..s.clone() })
+                    })
+                    .collect();
+                (!sels.is_empty()).then(|| Point {
+                    ns: site.netns.clone(),
+                    hook: Hook::Forward,
+                    sels,
+                })
+            })
+            .collect();
+        if points.is_empty() {
+            return Err(FaultError::Unsupported(
+                "none of the fault's pods runs on a node the lab knows".into(),
+            ));
+        }
+        Ok(points)
+    }
+
     /// Where `sels` are matched; none at all would make a fault that touches nothing and
     /// still says it is active.
     fn points(&self, sels: &[Selector]) -> Result<Vec<Point>, FaultError> {
@@ -233,6 +273,24 @@ impl Injector {
         }
         Ok(points)
     }
+}
+
+/// Removes what lab `lab`'s faults left in a namespace that outlives the lab (a cluster
+/// node's), after a supervisor that could not remove them itself.
+pub fn sweep_shared(ns: &NsPath, lab: &str) -> Result<(), FaultError> {
+    nft::remove_tables(ns, lab)?;
+    delay::remove_chains(ns, lab)
+}
+
+/// What lab `lab`'s faults still hold in a namespace that outlives the lab.
+pub fn left_in_shared(ns: &NsPath, lab: &str) -> Vec<String> {
+    let tables = nft::tables_of(ns, lab)
+        .into_iter()
+        .map(|t| format!("nftables table {t} in {ns}"));
+    let chains = delay::chains_of(ns, lab)
+        .into_iter()
+        .map(|c| format!("iptables chain {c} in {ns}"));
+    tables.chain(chains).collect()
 }
 
 /// Installs a lab's faults; owns what they share (delay engine, htb roots, offload state).
@@ -333,7 +391,7 @@ impl Injector {
         self
     }
 
-    /// Lets `node-partition` faults act on the cluster's nodes.
+    /// Lets `node-partition` and cluster `dns` faults act on the cluster's nodes.
     pub fn with_nodes(mut self, nodes: BTreeMap<String, NodeSite>) -> Injector {
         self.nodes = nodes;
         self
@@ -386,27 +444,45 @@ impl Injector {
             };
             return api.install(&f.effect, service).map(Active::Api);
         }
-        if let Effect::Dns { .. } = f.effect {
-            let rules = self.names.as_ref().ok_or_else(|| {
-                FaultError::Unsupported(
+        // Where the packets are matched, when not where `sites` says.
+        let (effect, sels, at_nodes) = match (&f.effect, &self.names) {
+            (Effect::Dns { .. }, Some(rules)) => {
+                return dns::install(rules, &f.target, &f.effect, &self.book).map(Active::Dns);
+            }
+            // A cluster's pods ask cluster DNS: the fault acts on their queries on the way,
+            // at their nodes, so in the pod (and to a probe there) the server is slow or mute.
+            (Effect::Dns { .. }, None) if !self.nodes.is_empty() => {
+                let (effect, sels) = dns::as_packets(&f.target, &f.effect, &self.book)?;
+                let points = self.at_nodes(&sels)?;
+                (effect, sels, Some(points))
+            }
+            (Effect::Dns { .. }, None) => {
+                return Err(FaultError::Unsupported(
                     "a dns fault needs the lab's name server (topology.names: dns)".into(),
-                )
-            })?;
-            return dns::install(rules, &f.target, &f.effect, &self.book).map(Active::Dns);
-        }
-        let sels = selector::selectors(&f.target, &f.effect, &self.book);
+                ));
+            }
+            (e, _) => (
+                e.clone(),
+                selector::selectors(&f.target, &f.effect, &self.book),
+                None,
+            ),
+        };
+        let points = |sels: &[Selector]| match &at_nodes {
+            Some(points) => Ok(points.clone()),
+            None => self.points(sels),
+        };
         let index =
             u16::try_from(index).map_err(|_| FaultError::Unsupported("too many faults".into()))?;
         if let FaultTarget::Node { node } = &f.target {
             return self.cut_node(index, node, &comment).map(Active::Nft);
         }
-        match &f.effect {
+        match &effect {
             e if nft::handles(e) => {
                 let table = format!("{PREFIX}_{}_f{index}", self.lab);
-                nft::install(&self.points(&sels)?, &table, &comment, e).map(Active::Nft)
+                nft::install(&points(&sels)?, &table, &comment, e).map(Active::Nft)
             }
             Effect::Delay { delay, jitter } => {
-                let points = self.points(&sels)?;
+                let points = points(&sels)?;
                 let mut engines = Vec::new();
                 {
                     let mut running = self

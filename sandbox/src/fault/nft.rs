@@ -29,6 +29,37 @@ pub fn handles(effect: &Effect) -> bool {
     )
 }
 
+/// The tables lab `lab`'s faults hold in `ns` (`inet sbx_<lab>_f<n>`).
+pub fn tables_of(ns: &NsPath, lab: &str) -> Vec<String> {
+    let prefix = format!("{}_{lab}_f", crate::ids::PREFIX);
+    let listed = ns.command("nft").map(|mut c| {
+        c.args(["list", "tables"]);
+        cmd::run(&mut c)
+    });
+    let Ok(Ok(out)) = listed else {
+        return Vec::new();
+    };
+    out.lines()
+        .filter_map(|l| l.strip_prefix("table "))
+        .filter(|t| {
+            t.split_whitespace()
+                .nth(1)
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Deletes every table [`tables_of`] finds.
+pub fn remove_tables(ns: &NsPath, lab: &str) -> Result<(), FaultError> {
+    for table in tables_of(ns, lab) {
+        let mut c = ns.command("nft")?;
+        c.args(["delete", "table"]).args(table.split_whitespace());
+        cmd::run(&mut c)?;
+    }
+    Ok(())
+}
+
 /// The fault's tables, one per site; dropping it removes them.
 pub struct NftFault {
     sites: Vec<NsPath>,

@@ -3,8 +3,8 @@
 //! answers took.
 //!
 //! An eBPF socket filter (ebpf/dns.bpf.c) on a packet socket at the lab's bridge, where the
-//! lab's name server listens, keeps only DNS datagrams in the kernel; the kernel stamps each
-//! one as it passes. A lab that resolves names from hosts files makes no lookups, and the
+//! lab's name server listens (on a cluster: at each pod's `eth0`, where its lookups to cluster
+//! DNS leave), keeps only DNS datagrams in the kernel; the kernel stamps each one as it passes. A lab that resolves names from hosts files makes no lookups, and the
 //! probe says so.
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,32 +36,47 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
             scope.state.id
         ))
     })?;
-    if wire.device.is_empty() {
-        return Err(ProbeError::Target(format!(
-            "lab {} runs on a cluster, whose pods resolve names through cluster DNS; the dns probe watches a lab's own wire, which only netns and docker labs have",
-            scope.state.id
-        )));
-    }
-    let dev = wire.device.clone();
-    let ns = wire
-        .netns
-        .as_ref()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|| "the host's namespace".into());
-    let (socket, ifindex) = open_in(wire.netns.as_ref(), &dev)?;
-    let mut object = Object::load(&objects::DNS, &[])?;
-    object.attach_socket_filter("dns_only", socket.as_fd())?;
-    let io = |what: &str| {
-        let what = format!("{what} on {dev} in {ns}");
-        move |e: nix::Error| ProbeError::Io {
-            what,
-            source: e.into(),
-        }
+    // Where the lookups pass: the lab's wire, where its name server listens; on a cluster,
+    // whose pods ask cluster DNS from their own namespaces, each pod's `eth0` in scope.
+    let places: Vec<(Option<NsPath>, String)> = if wire.device.is_empty() {
+        scope
+            .members
+            .iter()
+            .map(|m| {
+                let ns = m.netns.clone().ok_or_else(|| {
+                    ProbeError::Target(format!(
+                        "{} has not started yet (no network namespace published)",
+                        m.name
+                    ))
+                })?;
+                Ok((Some(ns), POD_DEVICE.to_string()))
+            })
+            .collect::<Result<_, ProbeError>>()?
+    } else {
+        vec![(wire.netns.clone(), wire.device.clone())]
     };
-    setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io("timestamping"))?;
-    bind_to(&socket, ifindex).map_err(io("binding a packet socket"))?;
+    let mut object = Object::load(&objects::DNS, &[])?;
+    let mut sockets = Vec::new();
+    for (ns, dev) in &places {
+        let (socket, ifindex) = open_in(ns.as_ref(), dev)?;
+        object.attach_socket_filter("dns_only", socket.as_fd())?;
+        let at = ns
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "the host's namespace".into());
+        let io = |what: &str| {
+            let what = format!("{what} on {dev} in {at}");
+            move |e: nix::Error| ProbeError::Io {
+                what,
+                source: e.into(),
+            }
+        };
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io("timestamping"))?;
+        bind_to(&socket, ifindex).map_err(io("binding a packet socket"))?;
+        sockets.push(socket);
+    }
     Ok(Box::new(DnsProbe {
-        socket,
+        sockets,
         _object: object,
         clients: scope.ips(),
         names: scope.all.iter().map(|m| (m.ip, m.name.clone())).collect(),
@@ -70,6 +85,9 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
         second: Second::default(),
     }))
 }
+
+/// A pod's end of its network, in its own namespace.
+const POD_DEVICE: &str = "eth0";
 
 /// A packet socket that receives nothing yet (protocol 0), created in the namespace holding
 /// the lab's bridge (`None`: this one), and the bridge's interface index there. The filter
@@ -153,7 +171,7 @@ struct Asked {
 }
 
 struct DnsProbe {
-    socket: OwnedFd,
+    sockets: Vec<OwnedFd>,
     /// Keeps the filter loaded for as long as the socket reads.
     _object: Object,
     /// Clients in scope.
@@ -219,32 +237,14 @@ impl DnsProbe {
         }
     }
 
-    /// Counts queries older than `age` as unanswered.
-    fn expire(&mut self, age: Duration) {
-        let now = SystemTime::now();
-        let old: Vec<(Ipv4Addr, u16, u16)> = self
-            .pending
-            .iter()
-            .filter(|(_, a)| now.duration_since(a.at).unwrap_or_default() > age)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in old {
-            if let Some(a) = self.pending.remove(&k) {
-                self.flows.entry(a.flow).or_default().unanswered += 1;
-                self.second.failed += 1;
-            }
-        }
-    }
-}
-
-impl Probe for DnsProbe {
-    fn poll(&mut self) {
+    /// Takes every frame waiting on socket `i`.
+    fn read(&mut self, i: usize) {
         let mut frame = [0u8; 2048];
         loop {
             let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
             let mut iov = [std::io::IoSliceMut::new(&mut frame)];
             let Ok(msg) = recvmsg::<()>(
-                self.socket.as_raw_fd(),
+                self.sockets[i].as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
                 MsgFlags::MSG_DONTWAIT,
@@ -265,6 +265,31 @@ impl Probe for DnsProbe {
                 })
                 .unwrap_or_else(SystemTime::now);
             self.seen(at, &frame[..len.min(frame.len())]);
+        }
+    }
+
+    /// Counts queries older than `age` as unanswered.
+    fn expire(&mut self, age: Duration) {
+        let now = SystemTime::now();
+        let old: Vec<(Ipv4Addr, u16, u16)> = self
+            .pending
+            .iter()
+            .filter(|(_, a)| now.duration_since(a.at).unwrap_or_default() > age)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            if let Some(a) = self.pending.remove(&k) {
+                self.flows.entry(a.flow).or_default().unanswered += 1;
+                self.second.failed += 1;
+            }
+        }
+    }
+}
+
+impl Probe for DnsProbe {
+    fn poll(&mut self) {
+        for i in 0..self.sockets.len() {
+            self.read(i);
         }
         self.expire(GIVE_UP);
     }

@@ -15,6 +15,8 @@ pub struct Member {
     pub ip: Ipv4Addr,
     /// Inode of its network namespace, as the kernel reports `net->ns.inum`.
     pub netns_inode: u64,
+    /// Its network namespace, as the backend published it.
+    pub netns: Option<crate::sys::netns::NsPath>,
     pub pid: Option<u32>,
 }
 
@@ -78,6 +80,7 @@ impl Scope {
                         i.name
                     ))
                 })?,
+                netns: i.netns.clone(),
                 pid: i.pid,
             })
         };

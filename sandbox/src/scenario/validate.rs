@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::{
-    BackendKind, Direction, FaultKind, NameService, ParamValue, Program, Scenario, Service, Target,
+    BackendKind, Direction, DnsAnswer, FaultKind, NameService, ParamValue, Program, Scenario,
+    Service, Target,
 };
 use crate::yaml::Pos;
 
@@ -674,6 +675,43 @@ fn check_dns(c: &mut Checker, s: &Scenario, f: &crate::scenario::Fault, path: &s
             f.kind.pos,
             format!("{path}.params"),
             "`dns` needs `params.answer` (nxdomain, servfail, timeout), `params.delay`, or both",
+        );
+    }
+    if s.metadata.backends.contains(&BackendKind::Kube) {
+        check_dns_on_a_cluster(c, f, path);
+    }
+}
+
+/// On a cluster the pods ask cluster DNS, so a `dns` fault acts on a service's query packets
+/// (fault::dns::as_packets): only its own lookups, only late or unanswered.
+fn check_dns_on_a_cluster(c: &mut Checker, f: &crate::scenario::Fault, path: &str) {
+    let t = &f.target;
+    let egress =
+        t.service.is_some() && t.direction.as_ref().map(|d| **d) == Some(Direction::Egress);
+    if !egress {
+        c.err(
+            t.pos,
+            format!("{path}.target"),
+            "on `kube` a `dns` fault catches a service's own lookups (cluster DNS, not sandbox, answers them): expected a `service` with `direction: egress`, or remove `kube` from `backends`",
+        );
+    }
+    let answer = f.params.answer.as_ref();
+    if let Some(a) = answer
+        && a.literal().is_some_and(|a| *a != DnsAnswer::Timeout)
+    {
+        c.err(
+            a.pos,
+            format!("{path}.params.answer"),
+            "on `kube` a `dns` fault leaves lookups unanswered (`timeout`) or answers them late (`delay`); `nxdomain` and `servfail` need the lab's own name server: remove `kube` from `backends`",
+        );
+    }
+    if answer.is_none()
+        && let Some(p) = &f.params.percent
+    {
+        c.err(
+            p.pos,
+            format!("{path}.params.percent"),
+            "on `kube` a `dns` delay holds every lookup of the service; remove `percent`",
         );
     }
 }

@@ -437,6 +437,7 @@ pub fn leftovers(id: &str) -> Vec<String> {
                 .into_iter()
                 .map(|l| format!("{l} on cluster {cluster}")),
         );
+        out.extend(node_rules(&cluster, id));
     }
     if sandbox::ids::state_root().join("labs").join(id).exists() {
         out.push(format!("state dir of {id}"));
@@ -510,4 +511,38 @@ pub fn namespaces() -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Rules of lab `id`'s faults left in the network namespaces of the test cluster's nodes
+/// (nftables tables `sbx_<id>_*`, iptables chains `SBX-<ID>-*`), read with the tools.
+pub fn node_rules(cluster: &str, id: &str) -> Vec<String> {
+    let kind = sandbox::cluster::cluster_name(cluster).unwrap();
+    let out = |cmd: &mut Command| {
+        cmd.output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let nodes = out(Command::new("docker").args([
+        "ps",
+        "--filter",
+        &format!("label=io.x-k8s.kind.cluster={kind}"),
+        "--format",
+        "{{.Names}}",
+    ]));
+    let (table, chain) = (format!("sbx_{id}_"), format!("SBX-{}-", id.to_uppercase()));
+    let mut left = Vec::new();
+    for node in nodes.split_whitespace() {
+        let pid = out(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", node]));
+        let netns = format!("--net=/proc/{}/ns/net", pid.trim());
+        let tables = out(Command::new("nsenter").args([&netns, "nft", "list", "tables"]));
+        let rules = out(Command::new("nsenter").args([&netns, "iptables-save", "-t", "filter"]));
+        left.extend(
+            tables
+                .lines()
+                .chain(rules.lines())
+                .filter(|l| l.contains(&table) || l.contains(&chain))
+                .map(|l| format!("{node}: {l}")),
+        );
+    }
+    left
 }
