@@ -29,6 +29,7 @@ use grader::score::{Grade, HintUse};
 
 use crate::plan::Plan;
 use crate::scenario::{Scenario, Source};
+use crate::sys::capped;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -87,39 +88,19 @@ fn format_err(path: &Path, what: &'static str, why: impl std::fmt::Display) -> C
     }
 }
 
-/// The largest key file accepted; a key file is three short lines.
-const MAX_KEY_BYTES: u64 = 16 * 1024;
-/// The largest submission bundle accepted (attachments included).
-pub const MAX_BUNDLE_BYTES: u64 = 64 << 20;
-/// The largest signed result accepted.
-pub const MAX_RESULT_BYTES: u64 = 4 << 20;
-
-/// Reads at most `max` bytes of `path`: the cap holds while reading, whatever size the file
-/// claims (special files claim 0), and a FIFO without a writer reads as empty instead of
-/// waiting for one.
-fn read_capped(path: &Path, what: &'static str, max: u64) -> Result<Vec<u8>, CertError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io(path))?;
-    if file.metadata().map_err(io(path))?.is_dir() {
-        return Err(format_err(path, what, "it is a directory"));
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io(path))?;
-    if bytes.len() as u64 > max {
-        return Err(format_err(path, what, format!("larger than {max} bytes")));
-    }
-    Ok(bytes)
+/// At most `cap` bytes of `path`, whatever size the file claims, never waiting on a FIFO
+/// ([`capped::read_named`]).
+fn read_capped(path: &Path, what: &'static str, cap: u64) -> Result<Vec<u8>, CertError> {
+    use std::io::ErrorKind;
+    capped::read_named(path, cap).map_err(|e| match e.kind() {
+        ErrorKind::IsADirectory => format_err(path, what, "it is a directory"),
+        ErrorKind::FileTooLarge => format_err(path, what, format!("larger than {cap} bytes")),
+        _ => io(path)(e),
+    })
 }
 
-fn read_text(path: &Path, what: &'static str, max: u64) -> Result<String, CertError> {
-    String::from_utf8(read_capped(path, what, max)?).map_err(|e| {
+fn read_text(path: &Path, what: &'static str, cap: u64) -> Result<String, CertError> {
+    String::from_utf8(read_capped(path, what, cap)?).map_err(|e| {
         format_err(
             path,
             what,
@@ -185,7 +166,7 @@ fn read_key_file(
     age_prefix: &str,
     sign_prefix: &str,
 ) -> Result<(String, [u8; 32]), CertError> {
-    let text = read_text(path, what, MAX_KEY_BYTES)?;
+    let text = read_text(path, what, capped::KEY)?;
     let mut age_line = None;
     let mut sign = None;
     for line in text.lines().map(str::trim) {
@@ -409,7 +390,7 @@ impl Bundle {
     /// Reads a bundle and the SHA-256 of its bytes as submitted (which ties a result to it).
     pub fn read(path: &Path) -> Result<(Bundle, String), CertError> {
         let what = "submission";
-        let bytes = read_capped(path, what, MAX_BUNDLE_BYTES)?;
+        let bytes = read_capped(path, what, capped::BUNDLE)?;
         let text = std::str::from_utf8(&bytes).map_err(|e| {
             format_err(
                 path,
@@ -522,7 +503,7 @@ pub fn sign(key: &InstructorKey, mut r: SignedResult) -> SignedResult {
 /// any field added, removed or changed anywhere makes it invalid.
 pub fn verify_file(public: &InstructorPublic, path: &Path) -> Result<SignedResult, CertError> {
     let what = "signed result";
-    let text = read_text(path, what, MAX_RESULT_BYTES)?;
+    let text = read_text(path, what, capped::SIGNED_RESULT)?;
     let doc: serde_json::Value = from_json(path, what, &text)?;
     let serde_json::Value::Object(doc) = doc else {
         return Err(format_err(path, what, "it is not a JSON object"));

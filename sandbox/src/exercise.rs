@@ -192,7 +192,6 @@ pub const MAX_FINDINGS_BYTES: u64 = 256 * 1024;
 /// [`MAX_FINDINGS_BYTES`] (counted while reading). Learner text is data, never rendered as a
 /// template. Attachments are checked against a lab by [`check_attachments`].
 pub fn read_findings(path: &Path) -> Result<Findings, ExerciseError> {
-    use std::io::Read;
     let name = path.display().to_string();
     let at_start = |message: String| ExerciseError::Findings {
         path: name.clone(),
@@ -201,25 +200,13 @@ pub fn read_findings(path: &Path) -> Result<Findings, ExerciseError> {
         field: String::new(),
         message,
     };
-    // Non-blocking: a FIFO without a writer reads as empty instead of hanging.
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io(path))?;
-    if file.metadata().map_err(io(path))?.is_dir() {
-        return Err(at_start("a directory, not a findings file".into()));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FINDINGS_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io(path))?;
-    if bytes.len() as u64 > MAX_FINDINGS_BYTES {
-        return Err(at_start(format!(
+    let bytes = capped::read_named(path, MAX_FINDINGS_BYTES).map_err(|e| match e.kind() {
+        std::io::ErrorKind::IsADirectory => at_start("a directory, not a findings file".into()),
+        std::io::ErrorKind::FileTooLarge => at_start(format!(
             "the file is larger than {MAX_FINDINGS_BYTES} bytes; a findings file may be at most {MAX_FINDINGS_BYTES}"
-        )));
-    }
+        )),
+        _ => io(path)(e),
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() as u32 + 1;

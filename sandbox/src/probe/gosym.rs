@@ -57,6 +57,16 @@ impl GoFunc {
     pub fn file_offset(&self, vaddr: u64) -> u64 {
         vaddr - self.section.0 + self.section.1
     }
+
+    /// Where the entry uprobe goes, as a file offset.
+    pub fn entry_offset(&self) -> u64 {
+        self.file_offset(self.probe_at)
+    }
+
+    /// Where the uprobes that see the function return go: each RET, as file offsets.
+    pub fn ret_offsets(&self) -> Vec<u64> {
+        self.rets.iter().map(|r| self.file_offset(*r)).collect()
+    }
 }
 
 /// Locates `name` in the ELF `data` (`label` names the binary in errors).

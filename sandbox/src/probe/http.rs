@@ -10,17 +10,15 @@
 //! structures `Request.URL` and `url.URL.Path`, at offsets chosen by the binary's Go version,
 //! which `.go.buildinfo` holds in stripped binaries too.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use object::{Object as _, ObjectSection};
 use serde_json::json;
 
+use super::goproc::{Binaries, GoProcess};
 use super::gosym::{self, GoFunc};
-use super::{Probe, ProbeError, Report, Scope};
+use super::{Probe, ProbeError, Report, Scope, human_us, monotonic_ns};
 use crate::ebpf::{self, Global, Object, Ring, objects};
 use crate::report::grid;
 
@@ -150,14 +148,6 @@ fn points(data: &[u8], label: &str) -> Result<Points, ProbeError> {
         version,
         layout,
     })
-}
-
-/// Where a process was probed.
-struct Probed {
-    instance: String,
-    pid: u32,
-    binary: String,
-    points: Points,
 }
 
 /// What a request is counted under.
@@ -381,23 +371,12 @@ fn route_of(e: &Event) -> String {
     if s.is_empty() { "(no path)".into() } else { s }
 }
 
-/// `812 µs`, `61.2 ms`, `1.20 s`.
-fn human_us(us: f64) -> String {
-    if us >= 1_000_000.0 {
-        format!("{:.2} s", us / 1e6)
-    } else if us >= 1000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
 struct Http {
     object: Object,
     ring: Ring,
     /// tgid → instance.
     targets: HashMap<u32, String>,
-    probed: Vec<Probed>,
+    probed: Vec<GoProcess<Points>>,
     /// Skipped members and why (the load generator is no server).
     skipped: Vec<String>,
     seen: Seen,
@@ -405,62 +384,20 @@ struct Http {
     t0_ns: u64,
 }
 
-fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
-/// A process to probe, its binary located.
-struct Found {
-    instance: String,
-    pid: u32,
-    /// `/proc/PID/exe`, which reaches the binary even after it was deleted or replaced.
-    exe: PathBuf,
-    /// Where the binary is, for the report.
-    shown: String,
-    points: Points,
-}
-
 pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
-    let running = scope.running()?;
-    // Replicas run the same binary: locate the functions once per file.
-    let mut binaries: HashMap<(u64, u64), Points> = HashMap::new();
+    let mut binaries = Binaries::default();
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     let mut first_err = None;
-    for (m, pid) in running {
-        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        let io = |source| ProbeError::Io {
-            what: format!("{} (pid {pid})", m.name),
-            source,
-        };
-        let shown = std::fs::read_link(&exe)
-            .map(|p| p.display().to_string())
-            .map_err(io)?;
-        let meta = std::fs::metadata(&exe).map_err(io)?;
-        let points = match binaries.entry((meta.dev(), meta.ino())) {
-            Entry::Occupied(e) => e.get().clone(),
-            Entry::Vacant(v) => {
-                let data = std::fs::read(&exe).map_err(io)?;
-                match points(&data, &shown) {
-                    Ok(p) => v.insert(p).clone(),
-                    // Not every member serves HTTP (the load generator is a client only).
-                    Err(e) => {
-                        skipped.push(format!("{} ({e})", m.name));
-                        first_err.get_or_insert(e);
-                        continue;
-                    }
-                }
+    for (m, pid) in scope.running()? {
+        match binaries.process(&m.name, pid, points)? {
+            Ok(p) => found.push(p),
+            // Not every member serves HTTP (the load generator is a client only).
+            Err(e) => {
+                skipped.push(format!("{} ({e})", m.name));
+                first_err.get_or_insert(e);
             }
-        };
-        found.push(Found {
-            instance: m.name.clone(),
-            pid,
-            exe,
-            shown,
-            points,
-        });
+        }
     }
     if found.is_empty() {
         return Err(first_err.unwrap_or_else(|| ProbeError::Target("nothing to probe".into())));
@@ -469,7 +406,7 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
 }
 
 /// Loads the kernel side and attaches it to each of `found` (not empty).
-fn load(found: Vec<Found>, skipped: Vec<String>) -> Result<Http, ProbeError> {
+fn load(found: Vec<GoProcess<Points>>, skipped: Vec<String>) -> Result<Http, ProbeError> {
     let layout = found[0].points.layout;
     if let Some(f) = found.iter().find(|f| f.points.layout != layout) {
         return Err(ProbeError::Target(format!(
@@ -487,38 +424,20 @@ fn load(found: Vec<Found>, skipped: Vec<String>) -> Result<Http, ProbeError> {
         object.hash_insert("http_targets", f.pid, 1u8)?;
     }
     let mut targets = HashMap::new();
-    let mut probed = Vec::new();
-    for f in found {
+    for f in &found {
         let (serve, wh) = (&f.points.serve, &f.points.write_header);
         let pid = Some(f.pid);
-        object.attach_uprobe(
-            "sbx_http_status",
-            &f.exe,
-            &[wh.file_offset(wh.probe_at)],
-            pid,
-        )?;
-        object.attach_uprobe(
-            "sbx_http_entry",
-            &f.exe,
-            &[serve.file_offset(serve.probe_at)],
-            pid,
-        )?;
-        let rets: Vec<u64> = serve.rets.iter().map(|r| serve.file_offset(*r)).collect();
-        object.attach_uprobe("sbx_http_ret", &f.exe, &rets, pid)?;
+        object.attach_uprobe("sbx_http_status", &f.exe, &[wh.entry_offset()], pid)?;
+        object.attach_uprobe("sbx_http_entry", &f.exe, &[serve.entry_offset()], pid)?;
+        object.attach_uprobe("sbx_http_ret", &f.exe, &serve.ret_offsets(), pid)?;
         targets.insert(f.pid, f.instance.clone());
-        probed.push(Probed {
-            instance: f.instance,
-            pid: f.pid,
-            binary: f.shown,
-            points: f.points,
-        });
     }
     let ring = object.ring("http_events")?;
     Ok(Http {
         object,
         ring,
         targets,
-        probed,
+        probed: found,
         skipped,
         seen: Seen::default(),
         t0_ns: monotonic_ns(),
@@ -607,15 +526,11 @@ impl Probe for Http {
             "requests_per_s": (total as f64 / secs * 10.0).round() / 10.0,
             "lost": lost,
             "unmatched": unmatched,
-            "processes": self.probed.iter().map(|p| json!({
-                "instance": p.instance,
-                "pid": p.pid,
-                "binary": p.binary,
-                "go": p.points.version,
-                "table": p.points.serve.table.name(),
-                "address": p.points.serve.address,
-                "rets": p.points.serve.rets.len(),
-            })).collect::<Vec<_>>(),
+            "processes": self.probed.iter().map(|p| {
+                let mut v = p.json(&p.points.serve);
+                v["go"] = json!(p.points.version);
+                v
+            }).collect::<Vec<_>>(),
             "routes": routes.iter().map(|(k, s)| {
                 let mut v = s.json();
                 v["instance"] = json!(k.instance);
@@ -741,48 +656,12 @@ mod tests {
 #[cfg(test)]
 mod kernel_tests {
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::path::Path;
-    use std::process::{Child, Command, Stdio};
+    use std::net::TcpStream;
+    use std::process::Command;
 
     use super::*;
     use crate::gobuild::{self, Toolchain};
-
-    /// A Go service on loopback and its admin port, killed when dropped.
-    struct Service(Child, u16);
-
-    impl Drop for Service {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap()
-    }
-
-    fn start(bin: &Path) -> Service {
-        let (data, admin) = (free_port(), free_port());
-        let child = Command::new(bin)
-            .args(["-listen", &format!("127.0.0.1:{data}")])
-            .args(["-admin", &format!("127.0.0.1:{admin}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Service(child, admin);
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", admin)).is_ok() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{} did not listen on {admin}", bin.display());
-    }
+    use crate::probe::goproc::testing::start;
 
     fn get(port: u16, path: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -819,11 +698,11 @@ mod kernel_tests {
             assert_eq!(points.serve.table, gosym::Table::Pclntab, "{}", tc.version);
             assert_eq!(points.version, tc.version);
             let svc = start(&bin);
-            let found = Found {
+            let found = GoProcess {
                 instance: "store-0".into(),
                 pid: svc.0.id(),
-                exe: PathBuf::from(format!("/proc/{}/exe", svc.0.id())),
-                shown: bin.display().to_string(),
+                exe: format!("/proc/{}/exe", svc.0.id()).into(),
+                binary: bin.display().to_string(),
                 points,
             };
             let mut probe = Box::new(load(vec![found], Vec::new()).unwrap());

