@@ -57,6 +57,12 @@ pub const ROOT_CAUSES: &[RootCause] = &[
         quantity: None,
     },
     RootCause {
+        id: "not-ready",
+        title: "Pods not Ready",
+        signs: "a service's pods Running but not Ready (their readiness probe fails), so its Service has no ready endpoints; the service itself answers anyone who dials it",
+        quantity: None,
+    },
+    RootCause {
         id: "syn-drop",
         title: "Connection attempts dropped",
         signs: "new connections time out while established ones keep working",

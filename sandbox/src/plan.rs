@@ -155,6 +155,8 @@ pub enum Effect {
     NodePartition,
     /// On a cluster: the service's Service selects none of its pods.
     NoEndpoints,
+    /// On a cluster: the service's readiness endpoint fails.
+    Unready,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -235,6 +237,7 @@ impl std::fmt::Display for Effect {
             Effect::Partition => write!(f, "partition"),
             Effect::NodePartition => write!(f, "pod network cut off from the other nodes"),
             Effect::NoEndpoints => write!(f, "Service selects no pod"),
+            Effect::Unready => write!(f, "readiness probe fails"),
             Effect::SynDrop { percent } => write!(f, "{percent}% of SYNs dropped"),
             Effect::Bandwidth { bits_per_sec } => write!(
                 f,
@@ -784,6 +787,7 @@ impl<'a> Builder<'a> {
             FaultKind::Partition => Effect::Partition,
             FaultKind::NodePartition => Effect::NodePartition,
             FaultKind::NoEndpoints => Effect::NoEndpoints,
+            FaultKind::Unready => Effect::Unready,
             FaultKind::Leak => Effect::Leak,
             FaultKind::Delay => {
                 let d = delay(self)?;

@@ -427,3 +427,96 @@ fn down_after_a_killed_supervisor_removes_its_rules_from_the_nodes() {
     assert_eq!(common::node_rules(&cluster, &id), Vec::<String>::new());
     assert_eq!(common::leftovers(&id), Vec::<String>::new());
 }
+
+/// `unready` fails the pods' readiness probe: the pod turns NotReady, its endpoint not
+/// ready, its name unresolvable, while its data port still takes connections; when the fault
+/// ends it is Ready again.
+#[test]
+fn an_unready_fault_takes_a_serving_pod_out_of_its_service() {
+    if !backend_or_skip(
+        "an_unready_fault_takes_a_serving_pod_out_of_its_service",
+        KUBE,
+    ) {
+        return;
+    }
+    let cluster = test_cluster().unwrap();
+    let _g = serial();
+    let yaml = NO_ENDPOINTS.replace("type: no-endpoints", "type: unready");
+    let lab = Lab::start_yaml_on("no-endpoints-lab", &yaml, 1, KUBE);
+    let ns = format!("sbx-{}", lab.id);
+    let ready = || {
+        kubectl(
+            &cluster,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "pod",
+                "db-0",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+    };
+    let endpoint = || {
+        kubectl(
+            &cluster,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=db",
+                "-o",
+                "jsonpath={range .items[*].endpoints[*]}{.addresses[0]} {.conditions.ready}{end}",
+            ],
+        )
+    };
+    let shell = |args: &[&str]| {
+        sandbox()
+            .args(["shell", "--lab", &lab.id, "front-0", "--"])
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let db = lab.ip("db-0").to_string();
+    lab.wait_fault("sel", "active", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ready() != "False" || shell(&["getent", "ahostsv4", "db"]) {
+        assert!(
+            Instant::now() < deadline,
+            "db-0 still Ready and resolvable: {}",
+            ready()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        endpoint(),
+        format!("{db} false"),
+        "the endpoint stays, not ready"
+    );
+    let port = lab.status()["lab"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "db-0")
+        .and_then(|i| i["ports"][0].as_u64())
+        .unwrap();
+    assert!(
+        shell(&["bash", "-c", &format!("exec 3<>/dev/tcp/{db}/{port}")]),
+        "db-0's data port still takes connections"
+    );
+    lab.wait_fault("sel", "ended", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ready() != "True" || !shell(&["getent", "ahostsv4", "db"]) {
+        assert!(
+            Instant::now() < deadline,
+            "db-0 not Ready and resolvable again"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(lab.down().status.success());
+}

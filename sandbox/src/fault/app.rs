@@ -21,6 +21,7 @@ pub fn body(effect: &Effect) -> Option<String> {
             serde_json::json!({"kind": "hang", "percent": percent.round() as u32})
         }
         Effect::Leak => serde_json::json!({"kind": "leak"}),
+        Effect::Unready => serde_json::json!({"kind": "unready"}),
         Effect::CpuBurn { goroutines } => {
             serde_json::json!({"kind": "cpu-burn", "goroutines": goroutines})
         }

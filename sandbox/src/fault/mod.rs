@@ -9,7 +9,7 @@
 //! | delay (jitter) | iptables NFQUEUE rule + the lab's delay engine |
 //! | bandwidth | htb class (+ ifb for traffic leaving an instance) |
 //! | corrupt | eBPF tc program (TCX) + checksum offload off |
-//! | slow, hang, leak, cpu-burn | the Go service's `/admin/fault` switch |
+//! | slow, hang, leak, cpu-burn, unready | the Go service's `/admin/fault` switch |
 //! | cpu-starve | the service pinned to one CPU, busy threads of the supervisor on it |
 //! | dns | a rule at the lab's name server |
 //! | dns on a cluster | loss or delay of the queries at the forward hook of their pods' nodes |

@@ -404,6 +404,9 @@ pub enum FaultKind {
     /// Kubernetes: the service's Service selects no pod (a selector changed ahead of a
     /// rollout), so it has no endpoints; its pods keep running and stay Ready.
     NoEndpoints,
+    /// Kubernetes, app-level: the service's readiness endpoint fails, so its pods turn
+    /// NotReady and leave the Service's endpoints while they keep serving.
+    Unready,
 }
 
 impl FaultKind {
@@ -425,6 +428,7 @@ impl FaultKind {
             FaultKind::Dns => "dns",
             FaultKind::NodePartition => "node-partition",
             FaultKind::NoEndpoints => "no-endpoints",
+            FaultKind::Unready => "unready",
         }
     }
 
@@ -443,8 +447,18 @@ impl FaultKind {
     pub fn is_app(self) -> bool {
         matches!(
             self,
-            FaultKind::Slow | FaultKind::Hang | FaultKind::Leak | FaultKind::CpuBurn
+            FaultKind::Slow
+                | FaultKind::Hang
+                | FaultKind::Leak
+                | FaultKind::CpuBurn
+                | FaultKind::Unready
         )
+    }
+
+    /// Faults that act on Kubernetes objects or signals: a scenario with one runs on `kube`
+    /// alone.
+    pub fn cluster_only(self) -> bool {
+        matches!(self, FaultKind::NoEndpoints | FaultKind::Unready)
     }
 }
 

@@ -538,7 +538,8 @@ pub(crate) fn params_of(kind: FaultKind) -> (&'static [&'static str], &'static [
         | FaultKind::Partition
         | FaultKind::Leak
         | FaultKind::NodePartition
-        | FaultKind::NoEndpoints => (&[], &[]),
+        | FaultKind::NoEndpoints
+        | FaultKind::Unready => (&[], &[]),
         FaultKind::Bandwidth => (&["rate"], &["rate"]),
         FaultKind::Slow => (&["delay", "percent"], &["delay"]),
         FaultKind::CpuBurn => (&["goroutines"], &[]),
@@ -600,11 +601,11 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
         if kind == FaultKind::Dns {
             check_dns(c, s, f, &path);
         }
-        if kind == FaultKind::NoEndpoints && s.metadata.backends != [BackendKind::Kube] {
+        if kind.cluster_only() && s.metadata.backends != [BackendKind::Kube] {
             c.err(
                 f.kind.pos,
                 format!("{path}.type"),
-                "Services exist only on a cluster: a scenario with `no-endpoints` lists `backends: [kube]` alone",
+                format!("`{kind}` acts on Kubernetes objects: a scenario with it lists `backends: [kube]` alone"),
             );
         }
     }

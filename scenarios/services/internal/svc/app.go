@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -209,7 +210,7 @@ func (a *App) RunHTTP(h http.Handler) int {
 
 func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health", serveHealth)
+	mux.HandleFunc("/health", a.serveReadiness)
 	mux.Handle("/metrics", a.Metrics)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -218,6 +219,18 @@ func (a *App) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/admin/fault", a.serveFault)
 	return mux
+}
+
+// serveReadiness is the control plane's /health, which a readiness probe asks:
+// ok, unless the unready fault is set.
+func (a *App) serveReadiness(w http.ResponseWriter, r *http.Request) {
+	if a.Fault.Get().Kind == FaultUnready {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready\n")
+		return
+	}
+	serveHealth(w, r)
 }
 
 func (a *App) serveFault(w http.ResponseWriter, r *http.Request) {

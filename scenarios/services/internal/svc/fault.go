@@ -17,10 +17,13 @@ const (
 	FaultHang    = "hang"
 	FaultLeak    = "leak"
 	FaultCPUBurn = "cpu-burn"
+	// FaultUnready fails the control plane's /health (a readiness probe) while the
+	// service itself keeps working.
+	FaultUnready = "unready"
 )
 
 // FaultKinds lists every kind, for the sandbox_app_fault gauge.
-var FaultKinds = []string{FaultNone, FaultSlow, FaultHang, FaultLeak, FaultCPUBurn}
+var FaultKinds = []string{FaultNone, FaultSlow, FaultHang, FaultLeak, FaultCPUBurn, FaultUnready}
 
 const maxBurnGoroutines = 256
 
@@ -60,7 +63,7 @@ func (f Fault) normalize() (Fault, error) {
 		return nil
 	}
 	switch f.Kind {
-	case FaultNone:
+	case FaultNone, FaultUnready:
 	case FaultSlow:
 		if f.DelayMS <= 0 {
 			return Fault{}, fmt.Errorf("slow needs delay_ms > 0, got %d", f.DelayMS)
@@ -84,7 +87,7 @@ func (f Fault) normalize() (Fault, error) {
 	case "":
 		return Fault{}, errors.New(`missing "kind"`)
 	default:
-		return Fault{}, fmt.Errorf("unknown kind %q (want none, slow, hang, leak or cpu-burn)", f.Kind)
+		return Fault{}, fmt.Errorf("unknown kind %q (want none, slow, hang, leak, cpu-burn or unready)", f.Kind)
 	}
 	return out, nil
 }

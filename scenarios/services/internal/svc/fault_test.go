@@ -24,6 +24,8 @@ func TestDecodeFault(t *testing.T) {
 		{in: `{"kind":"leak"}`, want: Fault{Kind: "leak", Percent: 100}},
 		{in: `{"kind":"cpu-burn","goroutines":2}`, want: Fault{Kind: "cpu-burn", Goroutines: 2}},
 		{in: `{"kind":"cpu-burn"}`, want: Fault{Kind: "cpu-burn", Goroutines: 1}},
+		{in: `{"kind":"unready"}`, want: Fault{Kind: "unready"}},
+		{in: `{"kind":"unready","percent":50}`, want: Fault{Kind: "unready"}},
 		{in: `{"kind":"slow"}`, wantErr: "delay_ms"},
 		{in: `{"kind":"slow","delay_ms":-1}`, wantErr: "delay_ms"},
 		{in: `{"kind":"hang","percent":101}`, wantErr: "percent"},

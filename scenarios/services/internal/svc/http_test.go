@@ -123,4 +123,20 @@ func TestAdminFault(t *testing.T) {
 	if code, body := post(`{"kind":"none"}`); code != 200 || body != `{"kind":"none"}` {
 		t.Errorf("POST none = %d %s", code, body)
 	}
+	if code, body, _ := get(t, context.Background(), admin.URL+"/health"); code != 200 || body != "ok\n" {
+		t.Errorf("GET /health = %d %q, want 200 ok", code, body)
+	}
+	if code, _ := post(`{"kind":"unready"}`); code != 200 {
+		t.Errorf("POST unready = %d", code)
+	}
+	if code, body, _ := get(t, context.Background(), admin.URL+"/health"); code != 503 || body != "not ready\n" {
+		t.Errorf("GET /health unready = %d %q, want 503 not ready", code, body)
+	}
+	if code, _, _ := get(t, context.Background(), admin.URL+"/admin/fault"); code != 200 {
+		t.Errorf("the control plane keeps answering while unready: %d", code)
+	}
+	post(`{"kind":"none"}`)
+	if code, _, _ := get(t, context.Background(), admin.URL+"/health"); code != 200 {
+		t.Errorf("GET /health after none = %d, want 200", code)
+	}
 }
