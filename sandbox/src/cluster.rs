@@ -28,6 +28,9 @@ pub const PREFIX: &str = "sbx-";
 const KIND_LABEL: &str = "io.x-k8s.kind.cluster";
 /// Docker label on the network sandbox makes for a cluster.
 const NET_LABEL: &str = "sandbox.cluster";
+/// Label naming the state directory a cluster's network belongs to: a sandbox run with
+/// another `SANDBOX_STATE_DIR` (another user, a test) leaves it alone.
+const STATE_LABEL: &str = "sandbox.state";
 /// Where the marker directory appears inside nodes.
 const MARKER_IN_NODE: &str = "/sandbox";
 
@@ -526,6 +529,8 @@ fn our_networks() -> Vec<(String, String)> {
         "ls",
         "--filter",
         &format!("label={NET_LABEL}"),
+        "--filter",
+        &format!("label={STATE_LABEL}={}", clusters_root().display()),
         "--format",
         &format!("{{{{.ID}}}} {{{{.Label \"{NET_LABEL}\"}}}}"),
     ])) else {
@@ -539,7 +544,8 @@ fn our_networks() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Names of sandbox's clusters: from node containers, networks and state directories.
+/// Names of sandbox's clusters (this state directory's): from node containers, networks and
+/// state directories.
 pub fn ours() -> Vec<String> {
     let mut names: Vec<String> = kind_nodes()
         .into_iter()
@@ -1098,6 +1104,8 @@ fn create_inner(
         "create",
         "--label",
         &format!("{NET_LABEL}={name}"),
+        "--label",
+        &format!("{STATE_LABEL}={}", clusters_root().display()),
         name,
     ]))?;
     let kubeconfig = kubeconfig(name);

@@ -434,6 +434,18 @@ fn sweeps_remove_a_killed_create_and_spare_a_cluster_sandbox_did_not_make() {
     child.wait().unwrap();
     assert!(!traces(full).is_empty());
 
+    // A cluster network of sandbox run with another state directory (another user's).
+    let theirs = "sbx-t-other-state";
+    ok(Command::new("docker").args([
+        "network",
+        "create",
+        "--label",
+        &format!("sandbox.cluster={theirs}"),
+        "--label",
+        "sandbox.state=/elsewhere/clusters",
+        theirs,
+    ]));
+
     let out = sandbox()
         .args(["cluster", "delete", "--all"])
         .output()
@@ -442,6 +454,11 @@ fn sweeps_remove_a_killed_create_and_spare_a_cluster_sandbox_did_not_make() {
     let out = sandbox().args(["down", "--all"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(traces(full), Vec::<String>::new(), "{}", text(&out));
+    assert!(
+        succeeds(Command::new("docker").args(["network", "inspect", theirs])),
+        "another state directory's cluster network was swept"
+    );
+    ok(Command::new("docker").args(["network", "rm", theirs]));
 
     let user = traces("user-made");
     assert!(
