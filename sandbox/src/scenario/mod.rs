@@ -17,12 +17,16 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use catalog::{Bundled, bundled, find_bundled, kind_configs, services_source};
+pub use catalog::{
+    Bundled, bundled, bundled_courses, find_bundled, find_bundled_course, kind_configs,
+    services_source,
+};
 pub use params::{ParamValue, Params, draw};
 pub use probes::ProbeKind;
-pub use schema::json_schema;
+pub use schema::{json_schema, json_schema_of};
 pub use template::{Renderer, render_document};
 pub use validate::Diagnostic;
+pub(crate) use validate::is_name;
 pub(crate) use validate::names as names_of;
 pub use value::{DnsAnswer, Dur, Rate, Scalar, Tpl};
 
@@ -657,6 +661,12 @@ impl Source {
     }
 
     pub fn from_path(path: &Path) -> Result<Source, ScenarioError> {
+        Source::read(path, "scenario")
+    }
+
+    /// A YAML file a person wrote (`what` names it in messages: a scenario, a course), read
+    /// within the size cap and checked to be UTF-8, with problems located in it.
+    pub fn read(path: &Path, what: &str) -> Result<Source, ScenarioError> {
         let name = path.display().to_string();
         let invalid = |line, column, message: String| ScenarioError::Invalid {
             source_name: name.clone(),
@@ -677,7 +687,7 @@ impl Source {
                 invalid(
                     1,
                     1,
-                    format!("a scenario may be at most {MAX_SCENARIO_BYTES} bytes"),
+                    format!("a {what} may be at most {MAX_SCENARIO_BYTES} bytes"),
                 )
             } else {
                 ScenarioError::Read {
@@ -692,7 +702,7 @@ impl Source {
             invalid(
                 line,
                 column,
-                format!("not UTF-8 text (byte {at}); a scenario is UTF-8 YAML"),
+                format!("not UTF-8 text (byte {at}); a {what} is UTF-8 YAML"),
             )
         })?;
         Ok(Source { name, text })
@@ -700,7 +710,19 @@ impl Source {
 
     /// Parses and validates; every problem found is reported, not just the first.
     pub fn load(&self) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = yaml::from_str(
+        let scenario: Scenario = self.parse()?;
+        let diagnostics = validate::check(&scenario);
+        if diagnostics.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(self.invalid(diagnostics))
+        }
+    }
+
+    /// Reads the text strictly into `T` (a scenario, a course): unknown fields, wrong types
+    /// and bad syntax are one problem, located in the file.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ScenarioError> {
+        yaml::from_str(
             &self.text,
             yaml::Limits {
                 max_bytes: MAX_SCENARIO_BYTES,
@@ -724,13 +746,7 @@ impl Source {
                 text: self.text.clone(),
                 diagnostics: vec![Diagnostic::at(pos, &e.path, e.message)],
             }
-        })?;
-        let diagnostics = validate::check(&scenario);
-        if diagnostics.is_empty() {
-            Ok(scenario)
-        } else {
-            Err(self.invalid(diagnostics))
-        }
+        })
     }
 
     /// The error for problems found after parsing, each moved to the node its path names when
