@@ -857,6 +857,26 @@ mod tests {
     }
 
     #[test]
+    fn a_course_shows_each_module_under_its_rules() {
+        let text = "apiVersion: sandbox/v1
+kind: Course
+metadata: {id: day, title: A day of TCP, summary: s}
+mode: certification
+modules:
+  - {id: one, scenario: packet-loss, pass_mark: 80}
+  - {id: two, scenario: syn-drop, time_limit: 1h, hints: false}
+  - {id: three, scenario: two-faults, unlock: instructor, opens_at: 2026-12-07T14:00:00+01:00}
+  - {id: four, scenario: dns-timeouts}
+";
+        let source = crate::scenario::Source {
+            name: "day.yaml".into(),
+            text: text.into(),
+        };
+        let c = crate::course::load(source).unwrap();
+        insta::assert_snapshot!(course(&c));
+    }
+
+    #[test]
     fn status_page_shows_fault_and_symptom() {
         let s = state();
         let secs: Vec<Second> = (10..60)

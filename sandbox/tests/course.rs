@@ -180,3 +180,20 @@ fn the_documented_example_is_a_valid_course() {
         text(&out)
     );
 }
+
+#[test]
+fn the_instructors_guide_shows_what_course_check_prints() {
+    let guide = std::fs::read_to_string(repo().join("docs/instructors-guide.md")).unwrap();
+    let out = sandbox()
+        .args(["course", "check", "network-certification"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        guide.contains(&format!(
+            "$ sandbox course check network-certification\n{printed}```"
+        )),
+        "docs/instructors-guide.md, \"Courses\", shows this output:\n{printed}"
+    );
+}

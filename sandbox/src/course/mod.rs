@@ -273,7 +273,7 @@ pub fn is_path(reference: &str) -> bool {
 /// Parses and validates a course and every scenario it names; every problem found is
 /// reported, each scenario's own problems in that scenario's file.
 pub fn load(source: Source) -> Result<Loaded, CourseError> {
-    let course: Course = source.parse().map_err(CourseError::File)?;
+    let course: Course = source.parse(KIND).map_err(CourseError::File)?;
     let mut diagnostics = validate::check(&course);
     // A bundled course has no directory; its scenarios are bundled too.
     let base = (!source.name.starts_with("bundled:"))

@@ -34,6 +34,11 @@ use crate::yaml::{self, Pos, Spanned};
 
 pub const API_VERSION: &str = "sandbox/v1";
 pub const KIND: &str = "Scenario";
+/// The kinds of document sandbox reads, with the command that checks each.
+const DOCUMENT_KINDS: [(&str, &str); 2] = [
+    (KIND, "sandbox validate"),
+    ("Course", "sandbox course check"),
+];
 /// Limits on a parameter space, so validation can try every corner of it in well under a
 /// second and every value stays small enough to render.
 pub const MAX_PARAMS: usize = 10;
@@ -710,7 +715,7 @@ impl Source {
 
     /// Parses and validates; every problem found is reported, not just the first.
     pub fn load(&self) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = self.parse()?;
+        let scenario: Scenario = self.parse(KIND)?;
         let diagnostics = validate::check(&scenario);
         if diagnostics.is_empty() {
             Ok(scenario)
@@ -719,9 +724,10 @@ impl Source {
         }
     }
 
-    /// Reads the text strictly into `T` (a scenario, a course): unknown fields, wrong types
-    /// and bad syntax are one problem, located in the file.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ScenarioError> {
+    /// Reads the text strictly into `T`, a document of `kind` (`Scenario`, `Course`): unknown
+    /// fields, wrong types and bad syntax are one problem, located in the file. A document of
+    /// another kind is told so, with the command that checks it.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<T, ScenarioError> {
         yaml::from_str(
             &self.text,
             yaml::Limits {
@@ -741,12 +747,41 @@ impl Source {
             } else {
                 e.pos
             };
+            if let Some((other, check)) = self.other_kind(kind) {
+                return ScenarioError::Invalid {
+                    source_name: self.name.clone(),
+                    text: self.text.clone(),
+                    diagnostics: vec![Diagnostic::at(
+                        other.pos,
+                        "kind",
+                        format!(
+                            "this is a `{}` file, not a `{kind}`: check it with `{check}`",
+                            *other
+                        ),
+                    )],
+                };
+            }
             ScenarioError::Invalid {
                 source_name: self.name.clone(),
                 text: self.text.clone(),
                 diagnostics: vec![Diagnostic::at(pos, &e.path, e.message)],
             }
         })
+    }
+
+    /// The document's `kind` and the command that checks it, when it is another kind sandbox
+    /// reads than `kind`.
+    fn other_kind(&self, kind: &str) -> Option<(Spanned<String>, &'static str)> {
+        #[derive(Deserialize)]
+        struct Head {
+            kind: Spanned<String>,
+        }
+        let head: Head = yaml::from_str(&self.text, yaml::Limits::default()).ok()?;
+        let check = DOCUMENT_KINDS
+            .iter()
+            .find(|(k, _)| *k == head.kind.as_str() && *k != kind)?
+            .1;
+        Some((head.kind, check))
     }
 
     /// The error for problems found after parsing, each moved to the node its path names when
