@@ -404,11 +404,16 @@ enum ClusterCmd {
 enum CourseCmd {
     /// Check course files without running them: the course's syntax and rules, and every
     /// scenario it names; shows each course's modules.
-    #[command(after_help = "Example:\n  sandbox course check courses/*.yaml")]
+    #[command(
+        after_help = "Examples:\n  sandbox course check courses/*.yaml\n  sandbox course check network-certification --json"
+    )]
     Check {
         /// Course files, or ids of bundled courses.
         #[arg(required = true, value_name = "COURSE")]
         courses: Vec<String>,
+        /// The valid courses as one JSON array, every module with the rules in force.
+        #[arg(long)]
+        json: bool,
     },
     /// List the bundled courses.
     #[command(after_help = "Example:\n  sandbox course list")]
@@ -605,7 +610,7 @@ fn main() -> ExitCode {
             ClusterCmd::List => app::cluster_list(),
             ClusterCmd::Delete { name, all } => app::cluster_delete(name.as_deref(), all),
         },
-        Cmd::Course(CourseCmd::Check { courses }) => app::course_check(&courses, color),
+        Cmd::Course(CourseCmd::Check { courses, json }) => app::course_check(&courses, json, color),
         Cmd::Course(CourseCmd::List) => app::course_list(),
         Cmd::Schema { format } => app::schema(match format {
             SchemaFormat::Scenario => app::SchemaKind::Scenario,

@@ -197,3 +197,55 @@ fn the_instructors_guide_shows_what_course_check_prints() {
         "docs/instructors-guide.md, \"Courses\", shows this output:\n{printed}"
     );
 }
+
+#[test]
+fn course_check_json_gives_every_module_the_rules_in_force() {
+    let out = sandbox()
+        .args(["course", "check", "--json", "network-certification"])
+        .arg(repo().join("courses/network-debugging-workshop.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let courses: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let [exam, workshop] = courses.as_slice() else {
+        panic!("two courses: {courses:?}")
+    };
+    assert_eq!(exam["mode"], "certification");
+    assert_eq!(exam["backends"], serde_json::json!(["netns", "docker"]));
+    let module = |c: &serde_json::Value, id: &str| {
+        c["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("module {id} in {c}"))
+            .clone()
+    };
+    // Set by the module.
+    let resets = module(exam, "resets");
+    assert_eq!(
+        (
+            resets["pass_mark"].as_u64(),
+            resets["time_limit_s"].as_u64()
+        ),
+        (Some(80), Some(1500))
+    );
+    // The scenario's own (slow-lookups: pass_mark 70, time_limit 30m).
+    let lookups = module(exam, "lookups");
+    assert_eq!(
+        (
+            lookups["pass_mark"].as_u64(),
+            lookups["time_limit_s"].as_u64()
+        ),
+        (Some(70), Some(1800))
+    );
+    assert_eq!(lookups["scenario_source"], "bundled:slow-lookups");
+    let last = module(exam, "red-herring");
+    assert_eq!(
+        (last["hints"].as_bool(), last["hint_points"].as_u64()),
+        (Some(false), Some(0))
+    );
+    assert_eq!(workshop["mode"], "practice");
+    assert_eq!(module(workshop, "lossy-hop")["unlock"], "after-previous");
+    assert_eq!(module(workshop, "flipped-bits")["unlock"], "instructor");
+}
