@@ -295,22 +295,21 @@ pub fn load(source: Source) -> Result<Loaded, CourseError> {
         };
         let key = match &found_at {
             Found::Bundled(src) => src.name.clone(),
-            Found::File(path) => path.display().to_string(),
+            // `a.yaml` and `./a.yaml` are one file.
+            Found::File(path) => std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
         };
-        let loaded = match found.get(&key) {
-            Some(done) => {
-                if let Err(message) = done {
-                    diagnostics.push(at(message.clone()));
-                }
-                done.clone()
-            }
-            None => {
+        let loaded = found
+            .entry(key)
+            .or_insert_with(|| {
                 let result = match found_at {
                     Found::Bundled(src) => Ok(src),
                     Found::File(path) => Source::read(&path, "scenario"),
                 }
                 .and_then(|src| crate::plan::load_checked(&src).map(|s| (src, s)));
-                let done = match result {
+                match result {
                     Ok(pair) => Ok(pair),
                     Err(ScenarioError::Read { source, .. }) => Err(format!(
                         "cannot read the scenario file `{}` (relative to the course file): {source}",
@@ -323,14 +322,12 @@ pub fn load(source: Source) -> Result<Loaded, CourseError> {
                             *m.scenario
                         ))
                     }
-                };
-                if let Err(message) = &done {
-                    diagnostics.push(at(message.clone()));
                 }
-                found.insert(key, done.clone());
-                done
-            }
-        };
+            })
+            .clone();
+        if let Err(message) = &loaded {
+            diagnostics.push(at(message.clone()));
+        }
         if let Ok((source, scenario)) = loaded {
             modules.push((
                 i,

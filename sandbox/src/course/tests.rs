@@ -304,3 +304,35 @@ fn the_schema_describes_modules_and_their_rules() {
         serde_json::json!(["apiVersion", "kind", "metadata", "mode", "modules"])
     );
 }
+
+#[test]
+fn a_bad_scenario_named_twice_is_reported_at_both_modules_and_once_in_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = scenario::find_bundled("packet-loss")
+        .unwrap()
+        .text
+        .replace("pass_mark: 70", "pass_mark: 170");
+    std::fs::write(dir.path().join("loss.yaml"), bad).unwrap();
+    let file = dir.path().join("course.yaml");
+    let text = GOOD
+        .replace("scenario: packet-loss", "scenario: loss.yaml")
+        .replace("scenario: added-latency", "scenario: ./loss.yaml");
+    std::fs::write(&file, text).unwrap();
+    let Err(CourseError::Invalid { course, scenarios }) =
+        load(Source::read(&file, "course").unwrap())
+    else {
+        panic!("invalid")
+    };
+    let ScenarioError::Invalid { diagnostics, .. } = course else {
+        panic!("located")
+    };
+    let lines: Vec<u32> = diagnostics.iter().map(|d| d.line).collect();
+    assert_eq!(lines, [10, 12], "{diagnostics:?}");
+    assert_eq!(scenarios.len(), 1, "its own problems once: {scenarios:?}");
+    assert!(
+        diagnostics.iter().all(|d| d
+            .message
+            .ends_with("does not validate; its problems follow")),
+        "{diagnostics:?}"
+    );
+}
