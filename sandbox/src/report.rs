@@ -134,8 +134,13 @@ pub fn course(c: &crate::course::Loaded) -> String {
             },
         }
     });
+    // The time a learner may spend in all, when every module has a limit.
+    let total: Option<std::time::Duration> = c.modules.iter().map(|r| r.time_limit()).sum();
+    let total = total
+        .map(|t| format!(" ({} in all)", crate::scenario::Dur(t)))
+        .unwrap_or_default();
     format!(
-        "ok  {}: {}\n    {} course, {}, runs on {}\n\n{}\n",
+        "ok  {}: {}\n    {} course, {}{total}, runs on {}\n\n{}\n",
         c.source.name,
         c.course.metadata.title,
         *c.course.mode,
