@@ -211,7 +211,10 @@ fn course_check_json_gives_every_module_the_rules_in_force() {
         panic!("two courses: {courses:?}")
     };
     assert_eq!(exam["mode"], "certification");
-    assert_eq!(exam["backends"], serde_json::json!(["netns", "docker"]));
+    assert_eq!(
+        exam["backends"],
+        serde_json::json!(["netns", "docker", "kube"])
+    );
     let module = |c: &serde_json::Value, id: &str| {
         c["modules"]
             .as_array()

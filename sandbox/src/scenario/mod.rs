@@ -687,20 +687,21 @@ impl Source {
                 message,
             )],
         };
-        let bytes = crate::sys::capped::read(path, MAX_SCENARIO_BYTES as u64).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::FileTooLarge {
-                invalid(
-                    1,
-                    1,
-                    format!("a {what} may be at most {MAX_SCENARIO_BYTES} bytes"),
-                )
-            } else {
-                ScenarioError::Read {
-                    name: name.clone(),
-                    source: e,
+        let bytes =
+            crate::sys::capped::read_named(path, MAX_SCENARIO_BYTES as u64).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::FileTooLarge {
+                    invalid(
+                        1,
+                        1,
+                        format!("a {what} may be at most {MAX_SCENARIO_BYTES} bytes"),
+                    )
+                } else {
+                    ScenarioError::Read {
+                        name: name.clone(),
+                        source: e,
+                    }
                 }
-            }
-        })?;
+            })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             let (line, column) = crate::sys::capped::not_utf8_at(e.as_bytes(), at);
