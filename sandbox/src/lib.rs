@@ -9,6 +9,7 @@ pub mod app;
 pub mod backend;
 pub mod cert;
 pub mod cluster;
+pub mod course;
 pub mod debug;
 pub mod doctor;
 pub mod ebpf;

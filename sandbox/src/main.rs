@@ -339,9 +339,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Print the JSON Schema of scenario files, for editors.
-    #[command(after_help = "Example:\n  sandbox schema > scenario.schema.json")]
-    Schema,
+    /// Courses: ordered modules of scenarios with pass marks, time limits and unlock rules,
+    /// for practice workshops and certification exams.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sandbox course list\n  sandbox course check courses/network-debugging-workshop.yaml\n  sandbox course check my-course.yaml network-certification"
+    )]
+    Course(CourseCmd),
+    /// Print the JSON Schema of scenario files (or of course files), for editors.
+    #[command(
+        after_help = "Examples:\n  sandbox schema > scenario.schema.json\n  sandbox schema course > course.schema.json"
+    )]
+    Schema {
+        /// Which file format.
+        #[arg(value_enum, default_value = "scenario")]
+        format: SchemaFormat,
+    },
     /// Print shell completions.
     #[command(after_help = "Example:\n  sandbox completions bash > /etc/bash_completion.d/sandbox")]
     Completions { shell: clap_complete::Shell },
@@ -385,6 +398,32 @@ enum ClusterCmd {
         #[arg(long, conflicts_with = "name", required_unless_present = "name")]
         all: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum CourseCmd {
+    /// Check course files without running them: the course's syntax and rules, and every
+    /// scenario it names; shows each course's modules.
+    #[command(
+        after_help = "Examples:\n  sandbox course check courses/*.yaml\n  sandbox course check network-certification --json"
+    )]
+    Check {
+        /// Course files, or ids of bundled courses.
+        #[arg(required = true, value_name = "COURSE")]
+        courses: Vec<String>,
+        /// The valid courses as one JSON array, every module with the rules in force.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the bundled courses.
+    #[command(after_help = "Example:\n  sandbox course list")]
+    List,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaFormat {
+    Scenario,
+    Course,
 }
 
 #[derive(Subcommand)]
@@ -571,7 +610,12 @@ fn main() -> ExitCode {
             ClusterCmd::List => app::cluster_list(),
             ClusterCmd::Delete { name, all } => app::cluster_delete(name.as_deref(), all),
         },
-        Cmd::Schema => app::schema(),
+        Cmd::Course(CourseCmd::Check { courses, json }) => app::course_check(&courses, json, color),
+        Cmd::Course(CourseCmd::List) => app::course_list(),
+        Cmd::Schema { format } => app::schema(match format {
+            SchemaFormat::Scenario => app::SchemaKind::Scenario,
+            SchemaFormat::Course => app::SchemaKind::Course,
+        }),
         Cmd::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -297,6 +297,18 @@ impl Plan {
     }
 }
 
+/// Reads, parses and validates a scenario, including every value its parameters can draw:
+/// what `sandbox validate` checks, and what a course checks of each scenario it names.
+pub fn load_checked(source: &scenario::Source) -> Result<Scenario, scenario::ScenarioError> {
+    let s = source.load()?;
+    let diagnostics = check_draws(&s);
+    if diagnostics.is_empty() {
+        Ok(s)
+    } else {
+        Err(source.invalid(diagnostics))
+    }
+}
+
 /// Builds the plan for every corner of the parameter space and reports each problem once,
 /// saying which draw causes it when not all do.
 pub fn check_draws(s: &Scenario) -> Vec<Diagnostic> {

@@ -81,6 +81,105 @@ pub fn scenario_list(items: &[(Bundled, Result<Scenario, String>)]) -> String {
     table(rows)
 }
 
+#[derive(Tabled)]
+struct ModuleRow {
+    #[tabled(rename = "#")]
+    n: usize,
+    #[tabled(rename = "MODULE")]
+    id: String,
+    #[tabled(rename = "SCENARIO")]
+    scenario: String,
+    #[tabled(rename = "LEVEL")]
+    level: String,
+    #[tabled(rename = "PASS")]
+    pass: String,
+    #[tabled(rename = "TIME")]
+    time: String,
+    #[tabled(rename = "HINTS")]
+    hints: String,
+    #[tabled(rename = "UNLOCK")]
+    unlock: String,
+}
+
+/// A valid course (`sandbox course check`): what it is, where it can run, and each module
+/// with the rules it is taken under (the scenario's own pass mark and time limit where the
+/// module sets none).
+pub fn course(c: &crate::course::Loaded) -> String {
+    use crate::course::Unlock;
+    let backends: Vec<&str> = c.backends().iter().map(|b| b.name()).collect();
+    let rows = c.modules.iter().enumerate().map(|(i, r)| {
+        let m = &r.module;
+        ModuleRow {
+            n: i + 1,
+            id: m.id.to_string(),
+            scenario: m.scenario.to_string(),
+            level: r.scenario.metadata.difficulty.to_string(),
+            pass: r.pass_mark().to_string(),
+            time: r
+                .time_limit()
+                .map(|t| crate::scenario::Dur(t).to_string())
+                .unwrap_or_else(|| "-".into()),
+            hints: if !m.hints {
+                "off".into()
+            } else if r.scenario.hints.is_empty() {
+                "-".into()
+            } else {
+                format!("{} (−{} pts)", r.scenario.hints.len(), r.hint_points())
+            },
+            unlock: match (*m.unlock, &m.opens_at) {
+                (Unlock::AfterPrevious, _) if i == 0 => "open".into(),
+                (Unlock::AfterPrevious, _) => "after previous".into(),
+                (Unlock::Instructor, None) => "instructor".into(),
+                (Unlock::Instructor, Some(t)) => format!("instructor, or at {}", **t),
+            },
+        }
+    });
+    // The time a learner may spend in all, when every module has a limit.
+    let total: Option<std::time::Duration> = c.modules.iter().map(|r| r.time_limit()).sum();
+    let total = total
+        .map(|t| format!(" ({} in all)", crate::scenario::Dur(t)))
+        .unwrap_or_default();
+    format!(
+        "ok  {}: {}\n    {} course, {}{total}, runs on {}\n\n{}\n",
+        c.source.name,
+        c.course.metadata.title,
+        *c.course.mode,
+        count(c.modules.len(), "module"),
+        backends.join(", "),
+        table(rows)
+    )
+}
+
+#[derive(Tabled)]
+struct CourseRow {
+    #[tabled(rename = "COURSE")]
+    id: String,
+    #[tabled(rename = "MODE")]
+    mode: String,
+    #[tabled(rename = "MODULES")]
+    modules: String,
+    #[tabled(rename = "TITLE")]
+    title: String,
+}
+
+/// The bundled courses (`sandbox course list`).
+pub fn course_list(items: &[(&str, Result<crate::course::Loaded, String>)]) -> String {
+    table(items.iter().map(|(id, c)| match c {
+        Ok(c) => CourseRow {
+            id: id.to_string(),
+            mode: c.course.mode.to_string(),
+            modules: c.modules.len().to_string(),
+            title: c.course.metadata.title.clone(),
+        },
+        Err(e) => CourseRow {
+            id: id.to_string(),
+            mode: "-".into(),
+            modules: "-".into(),
+            title: format!("invalid: {}", e.lines().next().unwrap_or("")),
+        },
+    }))
+}
+
 /// `1.5s`, `320ms`, `2m05s`.
 pub fn short_duration_ms(ms: u64) -> String {
     if ms < 1000 {
@@ -760,6 +859,26 @@ mod tests {
             max_ms: p99 * 1.5,
             inflight: 1,
         }
+    }
+
+    #[test]
+    fn a_course_shows_each_module_under_its_rules() {
+        let text = "apiVersion: sandbox/v1
+kind: Course
+metadata: {id: day, title: A day of TCP, summary: s}
+mode: certification
+modules:
+  - {id: one, scenario: packet-loss, pass_mark: 80}
+  - {id: two, scenario: syn-drop, time_limit: 1h, hints: false}
+  - {id: three, scenario: two-faults, unlock: instructor, opens_at: 2026-12-07T14:00:00+01:00}
+  - {id: four, scenario: dns-timeouts}
+";
+        let source = crate::scenario::Source {
+            name: "day.yaml".into(),
+            text: text.into(),
+        };
+        let c = crate::course::load(source).unwrap();
+        insta::assert_snapshot!(course(&c));
     }
 
     #[test]

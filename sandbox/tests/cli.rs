@@ -359,6 +359,17 @@ fn the_committed_json_schema_is_current() {
         "docs/scenario.schema.json is stale: run `sandbox schema > docs/scenario.schema.json`"
     );
     assert!(generated["properties"]["faults"].is_object());
+    let out = sandbox().args(["schema", "course"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/course.schema.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(
+        generated == committed,
+        "docs/course.schema.json is stale: run `sandbox schema course > docs/course.schema.json`"
+    );
+    assert!(generated["properties"]["modules"].is_object());
 }
 
 #[test]
@@ -373,6 +384,7 @@ fn every_command_has_help_with_an_example() {
         "down",
         "doctor",
         "schema",
+        "course",
         "completions",
         "probe",
         "pprof",
@@ -392,6 +404,14 @@ fn every_command_has_help_with_an_example() {
         assert!(
             text(&out).contains("Example"),
             "`sandbox {cmd} --help` shows an example:\n{}",
+            text(&out)
+        );
+    }
+    for sub in ["check", "list"] {
+        let out = sandbox().args(["course", sub, "--help"]).output().unwrap();
+        assert!(
+            out.status.success() && text(&out).contains("Example"),
+            "`sandbox course {sub} --help` shows an example:\n{}",
             text(&out)
         );
     }

@@ -16,9 +16,11 @@ use crate::symptoms;
 use crate::term::safe;
 
 mod cluster;
+mod course;
 mod exercise;
 mod tools;
 pub use cluster::{cluster_create, cluster_delete, cluster_image, cluster_list};
+pub use course::{course_check, course_list};
 pub use exercise::{
     GradeOptions, SubmitOptions, findings_template, grade, hint, keys_generate, submit,
     verify_result,
@@ -29,6 +31,8 @@ pub use tools::{DebugOptions, debug, events, goroutines, graph, pprof};
 pub enum AppError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Course(#[from] crate::course::CourseError),
     #[error("{0}")]
     Missing(String),
     #[error(transparent)]
@@ -51,7 +55,7 @@ impl AppError {
     /// 1: anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Scenario(_) | AppError::Invalid(_) => 2,
+            AppError::Scenario(_) | AppError::Course(_) | AppError::Invalid(_) => 2,
             AppError::Missing(_) | AppError::Go(_) => 3,
             AppError::Find(_) => 4,
             AppError::Launch(_) | AppError::Failed(_) => 1,
@@ -67,36 +71,51 @@ impl AppError {
         }
     }
 
-    /// The error as shown on the terminal, with quoted source lines for scenario problems.
+    /// The error as shown on the terminal, with quoted source lines for scenario and course
+    /// problems.
     pub fn render(&self, color: bool) -> String {
+        use crate::course::CourseError;
         match self {
-            AppError::Scenario(ScenarioError::Invalid {
-                source_name,
-                text,
-                diagnostics,
-            }) => {
-                // The file's text and what the messages quote of it are made safe before the
-                // renderer adds its own colours.
-                let (name, text) = (safe(source_name), safe(text));
-                let mut out: String = diagnostics
-                    .iter()
-                    .map(|d| {
-                        let mut d = d.clone();
-                        d.message = safe(&d.message).into_owned();
-                        d.path = safe(&d.path).into_owned();
-                        report::diagnostic(&name, &text, &d, color)
-                    })
-                    .collect();
-                out.push_str(&format!(
-                    "{} problem{} in {name}\n",
-                    diagnostics.len(),
-                    if diagnostics.len() == 1 { "" } else { "s" }
-                ));
-                out
+            AppError::Scenario(e) | AppError::Course(CourseError::File(e)) => {
+                render_scenario_error(e, color)
             }
+            AppError::Course(CourseError::Invalid { course, scenarios }) => std::iter::once(course)
+                .chain(scenarios)
+                .map(|e| render_scenario_error(e, color))
+                .collect(),
             other => format!("error: {}\n", safe(&other.to_string())),
         }
     }
+}
+
+/// A file's problems, each quoting its line, and how many there are; other errors on a line.
+fn render_scenario_error(e: &ScenarioError, color: bool) -> String {
+    let ScenarioError::Invalid {
+        source_name,
+        text,
+        diagnostics,
+    } = e
+    else {
+        return format!("error: {}\n", safe(&e.to_string()));
+    };
+    // The file's text and what the messages quote of it are made safe before the renderer
+    // adds its own colours.
+    let (name, text) = (safe(source_name), safe(text));
+    let mut out: String = diagnostics
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            d.message = safe(&d.message).into_owned();
+            d.path = safe(&d.path).into_owned();
+            report::diagnostic(&name, &text, &d, color)
+        })
+        .collect();
+    out.push_str(&format!(
+        "{} problem{} in {name}\n",
+        diagnostics.len(),
+        if diagnostics.len() == 1 { "" } else { "s" }
+    ));
+    out
 }
 
 fn require_root(what: &str) -> Result<(), AppError> {
@@ -120,11 +139,7 @@ fn require_root_because(what: &str, why: &str) -> Result<(), AppError> {
 /// Reads, parses and validates a scenario, including every value its parameters can draw.
 pub fn load(arg: &str) -> Result<(Source, scenario::Scenario), AppError> {
     let source = Source::resolve(arg)?;
-    let s = source.load()?;
-    let diagnostics = plan::check_draws(&s);
-    if !diagnostics.is_empty() {
-        return Err(source.invalid(diagnostics).into());
-    }
+    let s = plan::load_checked(&source)?;
     Ok((source, s))
 }
 
@@ -703,10 +718,21 @@ pub fn doctor(json: bool) -> Result<(), AppError> {
     Ok(())
 }
 
-pub fn schema() -> Result<(), AppError> {
+/// Which file format `sandbox schema` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    Scenario,
+    Course,
+}
+
+pub fn schema(kind: SchemaKind) -> Result<(), AppError> {
+    let schema = match kind {
+        SchemaKind::Scenario => scenario::json_schema(),
+        SchemaKind::Course => crate::course::json_schema(),
+    };
     println!(
         "{}",
-        serde_json::to_string_pretty(&scenario::json_schema()).unwrap_or_default()
+        serde_json::to_string_pretty(&schema).unwrap_or_default()
     );
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The scenarios shipped inside the binary, so `sandbox run <id>` works from any directory.
+//! The scenarios and courses shipped inside the binary, so `sandbox run <id>` and
+//! `sandbox course check <id>` work from any directory.
 
 use include_dir::{Dir, include_dir};
 
@@ -14,7 +15,23 @@ pub struct Bundled {
 
 /// Every bundled scenario, sorted by id.
 pub fn bundled() -> Vec<Bundled> {
-    let mut out: Vec<Bundled> = SCENARIOS
+    yaml_files(&SCENARIOS)
+}
+
+static COURSES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../courses");
+
+/// Every bundled course (`courses/`), sorted by id; the id is the file name without `.yaml`,
+/// which equals its `metadata.id`.
+pub fn bundled_courses() -> Vec<Bundled> {
+    yaml_files(&COURSES)
+}
+
+pub fn find_bundled_course(id: &str) -> Option<Bundled> {
+    bundled_courses().into_iter().find(|b| b.id == id)
+}
+
+fn yaml_files(dir: &'static Dir<'static>) -> Vec<Bundled> {
+    let mut out: Vec<Bundled> = dir
         .files()
         .filter(|f| f.path().extension().is_some_and(|e| e == "yaml"))
         .filter_map(|f| {

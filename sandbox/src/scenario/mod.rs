@@ -17,12 +17,16 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use catalog::{Bundled, bundled, find_bundled, kind_configs, services_source};
+pub use catalog::{
+    Bundled, bundled, bundled_courses, find_bundled, find_bundled_course, kind_configs,
+    services_source,
+};
 pub use params::{ParamValue, Params, draw};
 pub use probes::ProbeKind;
-pub use schema::json_schema;
+pub use schema::{json_schema, json_schema_of};
 pub use template::{Renderer, render_document};
 pub use validate::Diagnostic;
+pub(crate) use validate::is_name;
 pub(crate) use validate::names as names_of;
 pub use value::{DnsAnswer, Dur, Rate, Scalar, Tpl};
 
@@ -30,6 +34,11 @@ use crate::yaml::{self, Pos, Spanned};
 
 pub const API_VERSION: &str = "sandbox/v1";
 pub const KIND: &str = "Scenario";
+/// The kinds of document sandbox reads, with the command that checks each.
+const DOCUMENT_KINDS: [(&str, &str); 2] = [
+    (KIND, "sandbox validate"),
+    ("Course", "sandbox course check"),
+];
 /// Limits on a parameter space, so validation can try every corner of it in well under a
 /// second and every value stays small enough to render.
 pub const MAX_PARAMS: usize = 10;
@@ -657,6 +666,12 @@ impl Source {
     }
 
     pub fn from_path(path: &Path) -> Result<Source, ScenarioError> {
+        Source::read(path, "scenario")
+    }
+
+    /// A YAML file a person wrote (`what` names it in messages: a scenario, a course), read
+    /// within the size cap and checked to be UTF-8, with problems located in it.
+    pub fn read(path: &Path, what: &str) -> Result<Source, ScenarioError> {
         let name = path.display().to_string();
         let invalid = |line, column, message: String| ScenarioError::Invalid {
             source_name: name.clone(),
@@ -672,27 +687,28 @@ impl Source {
                 message,
             )],
         };
-        let bytes = crate::sys::capped::read(path, MAX_SCENARIO_BYTES as u64).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::FileTooLarge {
-                invalid(
-                    1,
-                    1,
-                    format!("a scenario may be at most {MAX_SCENARIO_BYTES} bytes"),
-                )
-            } else {
-                ScenarioError::Read {
-                    name: name.clone(),
-                    source: e,
+        let bytes =
+            crate::sys::capped::read_named(path, MAX_SCENARIO_BYTES as u64).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::FileTooLarge {
+                    invalid(
+                        1,
+                        1,
+                        format!("a {what} may be at most {MAX_SCENARIO_BYTES} bytes"),
+                    )
+                } else {
+                    ScenarioError::Read {
+                        name: name.clone(),
+                        source: e,
+                    }
                 }
-            }
-        })?;
+            })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             let (line, column) = crate::sys::capped::not_utf8_at(e.as_bytes(), at);
             invalid(
                 line,
                 column,
-                format!("not UTF-8 text (byte {at}); a scenario is UTF-8 YAML"),
+                format!("not UTF-8 text (byte {at}); a {what} is UTF-8 YAML"),
             )
         })?;
         Ok(Source { name, text })
@@ -700,7 +716,20 @@ impl Source {
 
     /// Parses and validates; every problem found is reported, not just the first.
     pub fn load(&self) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = yaml::from_str(
+        let scenario: Scenario = self.parse(KIND)?;
+        let diagnostics = validate::check(&scenario);
+        if diagnostics.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(self.invalid(diagnostics))
+        }
+    }
+
+    /// Reads the text strictly into `T`, a document of `kind` (`Scenario`, `Course`): unknown
+    /// fields, wrong types and bad syntax are one problem, located in the file. A document of
+    /// another kind is told so, with the command that checks it.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<T, ScenarioError> {
+        yaml::from_str(
             &self.text,
             yaml::Limits {
                 max_bytes: MAX_SCENARIO_BYTES,
@@ -719,18 +748,41 @@ impl Source {
             } else {
                 e.pos
             };
+            if let Some((other, check)) = self.other_kind(kind) {
+                return ScenarioError::Invalid {
+                    source_name: self.name.clone(),
+                    text: self.text.clone(),
+                    diagnostics: vec![Diagnostic::at(
+                        other.pos,
+                        "kind",
+                        format!(
+                            "this is a `{}` file, not a `{kind}`: check it with `{check}`",
+                            *other
+                        ),
+                    )],
+                };
+            }
             ScenarioError::Invalid {
                 source_name: self.name.clone(),
                 text: self.text.clone(),
                 diagnostics: vec![Diagnostic::at(pos, &e.path, e.message)],
             }
-        })?;
-        let diagnostics = validate::check(&scenario);
-        if diagnostics.is_empty() {
-            Ok(scenario)
-        } else {
-            Err(self.invalid(diagnostics))
+        })
+    }
+
+    /// The document's `kind` and the command that checks it, when it is another kind sandbox
+    /// reads than `kind`.
+    fn other_kind(&self, kind: &str) -> Option<(Spanned<String>, &'static str)> {
+        #[derive(Deserialize)]
+        struct Head {
+            kind: Spanned<String>,
         }
+        let head: Head = yaml::from_str(&self.text, yaml::Limits::default()).ok()?;
+        let check = DOCUMENT_KINDS
+            .iter()
+            .find(|(k, _)| *k == head.kind.as_str() && *k != kind)?
+            .1;
+        Some((head.kind, check))
     }
 
     /// The error for problems found after parsing, each moved to the node its path names when
