@@ -237,7 +237,7 @@ impl std::fmt::Display for Effect {
             Effect::Partition => write!(f, "partition"),
             Effect::NodePartition => write!(f, "pod network cut off from the other nodes"),
             Effect::NoEndpoints => write!(f, "Service selects no pod"),
-            Effect::Unready => write!(f, "readiness probe fails"),
+            Effect::Unready => write!(f, "control-plane /health answers 503"),
             Effect::SynDrop { percent } => write!(f, "{percent}% of SYNs dropped"),
             Effect::Bandwidth { bits_per_sec } => write!(
                 f,
