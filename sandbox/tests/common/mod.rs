@@ -558,6 +558,15 @@ pub fn namespaces() -> Vec<String> {
     v
 }
 
+/// Network namespaces made since `before` was listed. `doctor`'s own short-lived check
+/// namespace (`sbx-doctor-<pid>`) is not counted: another test may run `doctor` meanwhile.
+pub fn namespaces_made_since(before: &[String]) -> Vec<String> {
+    namespaces()
+        .into_iter()
+        .filter(|n| !before.contains(n) && !n.starts_with("sbx-doctor-"))
+        .collect()
+}
+
 /// Rules of lab `id`'s faults left in the network namespaces of the test cluster's nodes
 /// (nftables tables `sbx_<id>_*`, iptables chains `SBX-<ID>-*`), read with the tools.
 pub fn node_rules(cluster: &str, id: &str) -> Vec<String> {
