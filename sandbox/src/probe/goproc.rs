@@ -116,22 +116,34 @@ pub mod testing {
     }
 
     /// Starts the service binary `bin` on free loopback ports, once its admin port listens.
+    /// A port found free can be taken by a test running beside this one before the service
+    /// binds it; the service then exits, and is started again on other ports.
     pub fn start(bin: &Path) -> Service {
-        let (data, admin) = (free_port(), free_port());
-        let child = Command::new(bin)
-            .args(["-listen", &format!("127.0.0.1:{data}")])
-            .args(["-admin", &format!("127.0.0.1:{admin}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Service(child, admin);
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", admin)).is_ok() {
-                return s;
+        let mut last = String::new();
+        for _ in 0..3 {
+            let (data, admin) = (free_port(), free_port());
+            let child = Command::new(bin)
+                .args(["-listen", &format!("127.0.0.1:{data}")])
+                .args(["-admin", &format!("127.0.0.1:{admin}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut s = Service(child, admin);
+            for _ in 0..200 {
+                if TcpStream::connect(("127.0.0.1", admin)).is_ok() {
+                    return s;
+                }
+                if let Ok(Some(status)) = s.0.try_wait() {
+                    last = format!("exited ({status}) before listening on {admin}");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if last.is_empty() {
+                last = format!("did not listen on {admin} within 10 s");
+            }
         }
-        panic!("{} did not listen on {admin}", bin.display());
+        panic!("{}: {last}", bin.display());
     }
 }
