@@ -123,7 +123,8 @@ build_kubernetes() {
   if [ $ok = 1 ]; then cached "$out"; return; fi
   local w=$cache/src/kubernetes-$K8S
   wrapper "$w" k8s.io/kubernetes "$K8S" "$K8S_STAGING"
-  local minor=${K8S#v1.}; minor=${minor%%.*} ld="-s -w" p
+  local minor=${K8S#v1.} ld="-s -w" p
+  minor=${minor%%.*}
   # The version ldflags hack/lib/version.sh sets; kubeadm reads them to pick its defaults.
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=$K8S -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
