@@ -87,6 +87,12 @@ pub const ROOT_CAUSES: &[RootCause] = &[
         quantity: None,
     },
     RootCause {
+        id: "dns-search-path",
+        title: "Lookups walking the search list",
+        signs: "each name is first asked for under every search domain and answered NXDOMAIN, then as itself: one lookup costs several round trips to the resolver",
+        quantity: None,
+    },
+    RootCause {
         id: "slow-handler",
         title: "Slow handler",
         signs: "one service takes long to answer while the network is healthy",
@@ -139,5 +145,16 @@ mod tests {
         assert_eq!(ids.len(), n);
         assert!(find("packet-loss").is_some());
         assert!(find("gremlins").is_none());
+    }
+
+    #[test]
+    fn the_scenario_format_names_every_root_cause() {
+        let doc = include_str!("../../docs/scenario-format.md");
+        for id in ids() {
+            assert!(
+                doc.contains(&format!("`{id}`")),
+                "docs/scenario-format.md does not name root cause `{id}`"
+            );
+        }
     }
 }

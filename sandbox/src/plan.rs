@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{
-    self, ADMIN_PORT, Diagnostic, Direction, DnsAnswer, Dur, FaultKind, LOADGEN, NameService,
-    Params, Program, Rate, Renderer, Scenario, Tpl,
+    self, ADMIN_PORT, CallNames, Diagnostic, Direction, DnsAnswer, Dur, FaultKind, LOADGEN,
+    NameService, Params, Program, Rate, Renderer, Scenario, Tpl,
 };
 use crate::yaml::{Pos, Spanned};
 
@@ -64,6 +64,9 @@ pub struct Instance {
     /// The cluster node it runs on, where the scenario places it.
     #[serde(default)]
     pub node: Option<String>,
+    /// Dials its upstreams by their cluster DNS names (`call_names: qualified`).
+    #[serde(default)]
+    pub qualified_calls: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -596,6 +599,10 @@ impl<'a> Builder<'a> {
                     args: svc.args.clone(),
                     env: svc.env.clone(),
                     node: svc.node.as_ref().map(|n| n.value.clone()),
+                    qualified_calls: svc
+                        .call_names
+                        .as_ref()
+                        .is_some_and(|c| c.value == CallNames::Qualified),
                 });
             }
         }

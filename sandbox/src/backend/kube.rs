@@ -78,6 +78,11 @@ pub fn namespace(id: &LabId) -> String {
     format!("{PREFIX}-{id}")
 }
 
+/// The DNS domain of lab `id`'s Services, the first of its pods' search domains.
+pub fn service_domain(id: &LabId) -> String {
+    format!("{}.svc.cluster.local", namespace(id))
+}
+
 fn kerr(what: &str) -> impl FnOnce(kube::Error) -> BackendError + '_ {
     move |e| match e {
         kube::Error::Api(s) => BackendError::Kube(format!("{what}: {} ({})", s.message, s.code)),
@@ -457,9 +462,9 @@ impl KubeBackend {
         let dns = block(self.rt.handle(), async move { api.get("kube-dns").await })?
             .map_err(kerr("finding cluster DNS (Service kube-system/kube-dns)"))?;
         let ip = dns.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
-        let ns = &self.namespace;
         let text = format!(
-            "nameserver {ip}\nsearch {ns}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+            "nameserver {ip}\nsearch {} svc.cluster.local cluster.local\noptions ndots:5\n",
+            service_domain(&self.id)
         );
         let path = super::resolv_conf(&self.id);
         std::fs::write(&path, text).map_err(|source| BackendError::Io {

@@ -281,6 +281,12 @@ pub fn shell_command(
     }
 }
 
+/// The domain that qualifies a service name into its full DNS name, on backends with cluster
+/// DNS (the others' name server answers service names alone).
+pub fn service_domain(kind: BackendKind, id: &LabId) -> Option<String> {
+    (kind == BackendKind::Kube).then(|| kube::service_domain(id))
+}
+
 /// The resolver configuration an instance's processes (and `sandbox shell`) use, written by
 /// backends whose instances do not share the host's: the lab's name server, or the cluster's.
 pub fn resolv_conf(id: &LabId) -> PathBuf {

@@ -590,6 +590,7 @@ fn mark(shared: &Shared, name: &str, status: String) {
 
 /// Every instance's run: the services', then the load generator's.
 fn runs(spec: &Spec, dir: &LabDir) -> Vec<backend::Run> {
+    let domain = backend::service_domain(spec.backend, &spec.id);
     let w = &spec.plan.workload;
     let load = vec![
         "-target".into(),
@@ -609,7 +610,7 @@ fn runs(spec: &Spec, dir: &LabDir) -> Vec<backend::Run> {
         .map(|inst| backend::Run {
             instance: inst.name.clone(),
             program: inst.program.name().to_string(),
-            args: service_args(inst),
+            args: service_args(inst, domain.as_deref()),
             env: inst.env.clone(),
             log: dir.log_of(&inst.name),
             node: inst.node.clone(),
@@ -625,7 +626,9 @@ fn runs(spec: &Spec, dir: &LabDir) -> Vec<backend::Run> {
         .collect()
 }
 
-fn service_args(inst: &Instance) -> Vec<String> {
+/// A service's command line; `domain` qualifies the names of its upstreams when it calls them
+/// by their full names.
+fn service_args(inst: &Instance, domain: Option<&str>) -> Vec<String> {
     let mut argv = vec![
         "-name".to_string(),
         inst.name.clone(),
@@ -636,7 +639,10 @@ fn service_args(inst: &Instance) -> Vec<String> {
     ];
     for u in &inst.upstreams {
         argv.push("-upstream".into());
-        argv.push(u.clone());
+        argv.push(match domain {
+            Some(d) if inst.qualified_calls => qualified(u, d),
+            _ => u.clone(),
+        });
     }
     argv.extend(inst.args.iter().cloned());
     argv
@@ -680,6 +686,12 @@ fn ping_store(addr: SocketAddr) -> bool {
     }
     let mut line = String::new();
     std::io::BufReader::new(s).read_line(&mut line).is_ok() && line.trim() == "PONG"
+}
+
+/// An upstream URL with its host name in `domain`: `http://api:8080` → `http://api.<domain>:8080`.
+fn qualified(url: &str, domain: &str) -> String {
+    let host = host_of(url);
+    url.replacen(&format!("//{host}:"), &format!("//{host}.{domain}:"), 1)
 }
 
 /// The service an upstream URL names: `http://api:8080` → `api`.
@@ -800,5 +812,23 @@ fn remove_all(active: &Mutex<BTreeMap<usize, Active>>, shared: &Shared) {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_qualified_upstream_keeps_its_scheme_and_port() {
+        let d = "sbx-k3f9q.svc.cluster.local";
+        assert_eq!(
+            qualified("http://posts:8080", d),
+            "http://posts.sbx-k3f9q.svc.cluster.local:8080"
+        );
+        assert_eq!(
+            qualified("tcp://posts-db:7000", d),
+            "tcp://posts-db.sbx-k3f9q.svc.cluster.local:7000"
+        );
     }
 }

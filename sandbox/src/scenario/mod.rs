@@ -273,6 +273,21 @@ pub struct Service {
     /// network between nodes; Kubernetes only.
     #[serde(default)]
     pub node: Option<Spanned<String>>,
+    /// How it names the services it calls; Kubernetes only for `qualified`.
+    #[serde(default)]
+    pub call_names: Option<Spanned<CallNames>>,
+}
+
+/// The host name a service dials its upstreams by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallNames {
+    /// The service name (`posts`): the resolver's first search domain completes it.
+    #[default]
+    Short,
+    /// The cluster DNS name without the final dot (`posts.<namespace>.svc.cluster.local`):
+    /// fewer dots than `ndots:5`, so the resolver tries every search domain before it.
+    Qualified,
 }
 
 fn one() -> Spanned<u32> {

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::{
-    BackendKind, Direction, DnsAnswer, FaultKind, NameService, ParamValue, Program, Scenario,
-    Service, Target,
+    BackendKind, CallNames, Direction, DnsAnswer, FaultKind, NameService, ParamValue, Program,
+    Scenario, Service, Target,
 };
 use crate::yaml::Pos;
 
@@ -131,6 +131,7 @@ pub fn check(s: &Scenario) -> Vec<Diagnostic> {
     check_workload(&mut c, s);
     check_faults(&mut c, s);
     check_nodes(&mut c, s);
+    check_call_names(&mut c, s);
     check_grading(&mut c, s);
     if *s.pass_mark > 100 {
         c.err(
@@ -606,6 +607,25 @@ fn check_faults(c: &mut Checker, s: &Scenario) {
                 f.kind.pos,
                 format!("{path}.type"),
                 format!("`{kind}` acts on Kubernetes objects: a scenario with it lists `backends: [kube]` alone"),
+            );
+        }
+    }
+}
+
+/// Qualified names are cluster DNS names: only a cluster's resolver and search list give them
+/// their meaning.
+fn check_call_names(c: &mut Checker, s: &Scenario) {
+    if s.metadata.backends == [BackendKind::Kube] {
+        return;
+    }
+    for (i, svc) in s.topology.services.iter().enumerate() {
+        if let Some(names) = &svc.call_names
+            && names.value == CallNames::Qualified
+        {
+            c.err(
+                names.pos,
+                format!("topology.services[{i}].call_names"),
+                "qualified names are cluster DNS names (`<service>.<namespace>.svc.cluster.local`): a scenario with them lists `backends: [kube]` alone, or calls by `short` names",
             );
         }
     }
