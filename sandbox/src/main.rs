@@ -298,7 +298,7 @@ enum Cmd {
     /// Prove scenarios solvable: bring each up, check its symptom appears only once the faults
     /// fire, run its reference solution's probes, and grade its reference and decoy findings.
     #[command(
-        after_help = "Examples:\n  sudo sandbox verify packet-loss\n  sudo sandbox verify --all"
+        after_help = "Examples:\n  sudo sandbox verify packet-loss\n  sudo sandbox verify --all\n  sudo sandbox verify --all --corners"
     )]
     Verify {
         /// Scenario files or ids of bundled scenarios.
@@ -309,6 +309,11 @@ enum Cmd {
         all: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Every corner of each scenario's parameters instead of one seed's draw: each
+        /// parameter at its lowest and highest value (each value of a `one_of`), in every
+        /// combination, a lab for each.
+        #[arg(long, conflicts_with = "seed")]
+        corners: bool,
         #[arg(long)]
         json: bool,
         /// Where the labs run; with --all, only the scenarios that list it are verified.
@@ -598,10 +603,22 @@ fn main() -> ExitCode {
             scenarios,
             all,
             seed,
+            corners,
             json,
             backend,
             cluster,
-        } => app::verify(&scenarios, all, seed, json, backend, cluster.as_deref()),
+        } => app::verify(
+            &scenarios,
+            all,
+            if corners {
+                app::Draws::Corners
+            } else {
+                app::Draws::Seed(seed)
+            },
+            json,
+            backend,
+            cluster.as_deref(),
+        ),
         Cmd::Down { lab, all } => app::down(lab.as_deref(), all, color),
         Cmd::Doctor { json } => app::doctor(json),
         Cmd::Cluster(c) => match c {

@@ -287,6 +287,11 @@ impl Plan {
         Builder::new(s, params).build(seed)
     }
 
+    /// The plan for a given draw (one of [`corners`]); `seed` is recorded with it.
+    pub fn build_with(s: &Scenario, params: Params, seed: u64) -> Result<Plan, Vec<Diagnostic>> {
+        Builder::new(s, params).build(seed)
+    }
+
     pub fn instance(&self, name: &str) -> Option<&Instance> {
         self.instances.iter().find(|i| i.name == name)
     }
@@ -319,11 +324,7 @@ pub fn check_draws(s: &Scenario) -> Vec<Diagnostic> {
     let total = combos.len();
     let mut hits: BTreeMap<Diagnostic, Vec<String>> = BTreeMap::new();
     for params in combos {
-        let label = params
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let label = draw_label(&params);
         if let Err(diags) = Builder::new(s, params).build(0) {
             for d in diags {
                 hits.entry(d).or_default().push(label.clone());
@@ -345,12 +346,21 @@ const MAX_COMBINATIONS: u64 = 1024;
 /// Seeded draws tried on top of the corners, for values between them.
 const SAMPLED_DRAWS: u64 = 32;
 
-/// The draws validation builds a plan for: the whole joint space of every parameter's corners
-/// when it is small; otherwise every corner of the joint space (each parameter at its lowest or
-/// highest value, in every combination; validation caps parameters at
-/// [`scenario::MAX_PARAMS`], so there are at most 2^10). Then a seeded sample of real draws.
-/// Values that are invalid only together are found this way, not one parameter at a time.
-fn corner_combinations(s: &Scenario) -> Vec<Params> {
+/// A draw as `name = value, …`; empty for a scenario without parameters.
+pub fn draw_label(params: &Params) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every corner of a scenario's parameter space: the whole joint space of every parameter's
+/// corners (a range's lowest and highest value, each value of a `one_of`) when it is small;
+/// otherwise each parameter at its lowest or highest value, in every combination (validation
+/// caps parameters at [`scenario::MAX_PARAMS`], so there are at most 2^10). A scenario without
+/// parameters has one corner, the empty draw.
+pub fn corners(s: &Scenario) -> Vec<Params> {
     let corners: Vec<(String, Vec<scenario::ParamValue>)> = s
         .params
         .iter()
@@ -386,6 +396,14 @@ fn corner_combinations(s: &Scenario) -> Vec<Params> {
             })
             .collect();
     }
+    out
+}
+
+/// The draws validation builds a plan for: every corner, then a seeded sample of real draws
+/// for values between them. Values that are invalid only together are found this way, not
+/// one parameter at a time.
+fn corner_combinations(s: &Scenario) -> Vec<Params> {
+    let mut out = corners(s);
     for seed in 0..SAMPLED_DRAWS {
         let drawn = scenario::draw(s.params.iter().map(|(k, v)| (k, &v.value)), seed);
         if !out.contains(&drawn) {
@@ -985,5 +1003,32 @@ briefing: {title: t, body: b}
         let tried = corner_combinations(&s).len();
         assert!((1024..=1024 + 32).contains(&tried), "{tried}");
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn verify_corners_are_each_parameters_ends_in_every_combination() {
+        let s = scenario(
+            "params:\n  d: {range: [30, 65], step: 10}\n  k: {one_of: [1, 2, 3]}\n",
+            "\"{{ d + k }}\"",
+        );
+        let mut seen: Vec<String> = corners(&s).iter().map(draw_label).collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "d = 30, k = 1",
+                "d = 30, k = 2",
+                "d = 30, k = 3",
+                "d = 60, k = 1",
+                "d = 60, k = 2",
+                "d = 60, k = 3"
+            ]
+        );
+        let none = scenario("", "50");
+        assert_eq!(
+            corners(&none),
+            vec![Params::new()],
+            "one lab for a scenario without params"
+        );
     }
 }

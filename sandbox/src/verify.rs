@@ -24,7 +24,10 @@ pub struct Step {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
-    pub seed: u64,
+    /// The seed that drew the parameters; none for a corner, which no seed need draw.
+    pub seed: Option<u64>,
+    /// The parameters the lab was built with (`name = value, …`).
+    pub draw: String,
     pub steps: Vec<Step>,
 }
 
@@ -140,7 +143,8 @@ pub fn check_running(
 ) -> Report {
     let mut r = Report {
         scenario: plan.scenario.id.clone(),
-        seed: plan.seed,
+        seed: Some(plan.seed),
+        draw: crate::plan::draw_label(&plan.params),
         steps: Vec::new(),
     };
     let Some(st) = state(id) else {
@@ -320,10 +324,15 @@ pub fn check_running(
 
 /// A `sandbox verify` report.
 pub fn render(r: &Report) -> String {
+    let draw = match (r.seed, r.draw.as_str()) {
+        (Some(seed), "") => format!(" (seed {seed})"),
+        (Some(seed), draw) => format!(" (seed {seed}: {draw})"),
+        (None, "") => String::new(),
+        (None, draw) => format!(" ({draw})"),
+    };
     let mut out = format!(
-        "{} (seed {}): {}\n",
+        "{}{draw}: {}\n",
         r.scenario,
-        r.seed,
         if r.passed() {
             "VERIFIED"
         } else {

@@ -781,11 +781,20 @@ pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
     }
 }
 
+/// Which draws of a scenario's parameters `verify` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Draws {
+    /// The one a seed gives, as `run --seed` would.
+    Seed(u64),
+    /// Every corner of the parameter space (`plan::corners`), each in a lab of its own.
+    Corners,
+}
+
 /// `sandbox verify`: proves scenarios solvable with the bundled tools, one lab at a time.
 pub fn verify(
     scenarios: &[String],
     all: bool,
-    seed: u64,
+    draws: Draws,
     json: bool,
     backend: BackendKind,
     cluster: Option<&str>,
@@ -813,15 +822,19 @@ pub fn verify(
     let mut failed = Vec::new();
     let mut reports = Vec::new();
     for name in &names {
-        let report = verify_one(name, seed, backend, cluster)?;
-        if !json {
-            print!("{}", safe(&crate::verify::render(&report)));
-            println!();
+        for report in verify_one(name, draws, backend, cluster)? {
+            if !json {
+                print!("{}", safe(&crate::verify::render(&report)));
+                println!();
+            }
+            if !report.passed() {
+                failed.push(match report.draw.as_str() {
+                    "" => name.clone(),
+                    draw => format!("{name} ({draw})"),
+                });
+            }
+            reports.push(report);
         }
-        if !report.passed() {
-            failed.push(name.clone());
-        }
-        reports.push(report);
     }
     if json {
         println!(
@@ -840,12 +853,13 @@ pub fn verify(
     }
 }
 
+/// Verifies one scenario in a lab per draw, one after the other.
 fn verify_one(
     name: &str,
-    seed: u64,
+    draws: Draws,
     backend: BackendKind,
     cluster: Option<&str>,
-) -> Result<crate::verify::Report, AppError> {
+) -> Result<Vec<crate::verify::Report>, AppError> {
     let (source, s) = load(name)?;
     check_backend(&s, backend)?;
     let missing = crate::verify::missing_parts(&s);
@@ -856,24 +870,47 @@ fn verify_one(
             missing.join(", ")
         )));
     }
-    let plan = Plan::build(&s, seed).map_err(|diagnostics| source.invalid(diagnostics))?;
-    eprintln!("verifying {} (seed {seed}, {backend} backend)", source.name);
-    let launched = start(
-        &plan,
-        &source.name,
-        Duration::from_secs(60),
-        None,
-        backend,
-        cluster,
-    )?;
-    let id = launched.state.id.clone();
-    let report = crate::verify::check_running(&plan, &s, &id, |step| eprintln!("· {step}"));
-    let down = lab::down(&id);
-    if !down.leftovers.is_empty() {
-        return Err(AppError::Failed(format!(
-            "lab {id} left: {}",
-            down.leftovers.join(", ")
-        )));
+    let plans = match draws {
+        Draws::Seed(seed) => vec![Plan::build(&s, seed)],
+        Draws::Corners => crate::plan::corners(&s)
+            .into_iter()
+            .map(|params| Plan::build_with(&s, params, 0))
+            .collect(),
+    };
+    let mut reports = Vec::new();
+    for plan in plans {
+        let plan = plan.map_err(|diagnostics| source.invalid(diagnostics))?;
+        let draw = match draws {
+            Draws::Seed(seed) => format!("seed {seed}"),
+            Draws::Corners => "corner".to_string(),
+        };
+        let params = crate::plan::draw_label(&plan.params);
+        eprintln!(
+            "verifying {} ({draw}{}{params}, {backend} backend)",
+            source.name,
+            if params.is_empty() { "" } else { ": " }
+        );
+        let launched = start(
+            &plan,
+            &source.name,
+            Duration::from_secs(60),
+            None,
+            backend,
+            cluster,
+        )?;
+        let id = launched.state.id.clone();
+        let mut report = crate::verify::check_running(&plan, &s, &id, |step| eprintln!("· {step}"));
+        if draws == Draws::Corners {
+            report.seed = None;
+        }
+        let down = lab::down(&id);
+        if !down.leftovers.is_empty() {
+            return Err(AppError::Failed(format!(
+                "lab {id} left: {}",
+                down.leftovers.join(", ")
+            )));
+        }
+        reports.push(report);
     }
-    Ok(report)
+    Ok(reports)
 }
