@@ -439,6 +439,25 @@ enum KeysCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only read and print; the others make or change something that an
+    // abrupt end would leave half done.
+    if matches!(
+        cli.command,
+        Cmd::List { .. }
+            | Cmd::Validate { .. }
+            | Cmd::Status { .. }
+            | Cmd::Logs { .. }
+            | Cmd::Probe { .. }
+            | Cmd::Goroutines { .. }
+            | Cmd::Graph { .. }
+            | Cmd::Events { .. }
+            | Cmd::Findings { .. }
+            | Cmd::Course { .. }
+            | Cmd::Schema { .. }
+            | Cmd::Completions { .. }
+    ) {
+        sandbox::term::quit_on_closed_stdout();
+    }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let result: Result<(), AppError> = match cli.command {
         Cmd::List { json } => app::list(json),

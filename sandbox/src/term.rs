@@ -4,6 +4,15 @@
 
 use std::borrow::Cow;
 
+/// Lets a closed standard output end the process quietly, as it ends `ls | head`, instead of
+/// a failed print panicking (Rust ignores SIGPIPE). Only for commands that read and print:
+/// one that makes something, or feeds another process through a pipe, must not end midway.
+pub fn quit_on_closed_stdout() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restores the default disposition before any thread starts; no handler runs.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 /// Whether `c` may reach a terminal as it is: not a C0 or C1 control (newline and tab aside),
 /// not DEL, and not a bidirectional override that reorders what is shown.
 fn harmless(c: char) -> bool {

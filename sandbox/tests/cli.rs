@@ -533,3 +533,24 @@ fn a_cluster_layout_must_be_one_sandbox_knows() {
         &["no cluster layout `triple`", "single, pair, pair-no-cni"],
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_a_listing_quietly() {
+    // The reader is gone before the first write, as `sandbox list --json | head -c0` leaves it.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = sandbox()
+        .args(["list", "--json"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "ends as `ls | head` does: {:?} {stderr}",
+        out.status
+    );
+}
