@@ -72,6 +72,10 @@ enum Cmd {
         /// cluster when there is one.
         #[arg(long, value_name = "NAME")]
         cluster: Option<String>,
+        /// With `--backend kube`: the lab's namespace is `<PREFIX>-<lab id>` instead of
+        /// `sbx-<lab id>`, so a class's labs on a shared cluster are told apart by name.
+        #[arg(long, value_name = "PREFIX", value_parser = sandbox::backend::kube::check_namespace_prefix)]
+        namespace_prefix: Option<String>,
     },
     /// Show a lab's services, faults and live symptoms (rate, errors, latency).
     #[command(
@@ -471,6 +475,7 @@ fn main() -> ExitCode {
             instructor,
             backend,
             cluster,
+            namespace_prefix,
         } => app::run(
             RunOptions {
                 scenario,
@@ -480,6 +485,7 @@ fn main() -> ExitCode {
                 certify: certify.zip(instructor),
                 backend,
                 cluster,
+                namespace_prefix,
             },
             color,
         ),

@@ -70,6 +70,7 @@ impl Net {
             runs,
             ports: Default::default(),
             cluster: common::test_cluster(),
+            namespace_prefix: None,
         };
         let network = backend::create(kind, &spec).unwrap();
         let sites = network.sites().unwrap();

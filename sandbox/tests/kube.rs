@@ -279,9 +279,10 @@ briefing: {title: t, body: b}
 "#;
 
 /// On a shared cluster a learner's kubeconfig reads their own lab's namespace and nothing
-/// else: not another lab's pods, logs or Services, not the cluster's, and it changes nothing
-/// (no fault of theirs to undo, no pod to delete, no shell through exec). And no pod in a
-/// lab's namespace may run privileged, even for the cluster's admin.
+/// else: not another lab's pods, logs or Services (another class's, named by its own
+/// `--namespace-prefix`), not the cluster's, and it changes nothing (no fault of theirs to
+/// undo, no pod to delete, no shell through exec). And no pod in a lab's namespace may run
+/// privileged, even for the cluster's admin.
 #[test]
 fn a_learners_kubeconfig_reads_their_own_lab_and_nothing_else() {
     if !backend_or_skip(
@@ -293,7 +294,13 @@ fn a_learners_kubeconfig_reads_their_own_lab_and_nothing_else() {
     let cluster = test_cluster().unwrap();
     let _g = serial();
     let mine = Lab::start_yaml_on("quiet-lab", QUIET, 1, KUBE);
-    let theirs = Lab::start_yaml_on("quiet-lab", QUIET, 2, KUBE);
+    let theirs = Lab::start_yaml_with_args(
+        "quiet-lab",
+        QUIET,
+        2,
+        KUBE,
+        &["--namespace-prefix", "class-b"],
+    );
     let kubeconfig = sandbox::ids::state_root()
         .join("labs")
         .join(&mine.id)
@@ -303,7 +310,12 @@ fn a_learners_kubeconfig_reads_their_own_lab_and_nothing_else() {
         mode, 0o600,
         "the learner's token is readable by its owner only"
     );
-    let (my_ns, their_ns) = (format!("sbx-{}", mine.id), format!("sbx-{}", theirs.id));
+    let (my_ns, their_ns) = (format!("sbx-{}", mine.id), format!("class-b-{}", theirs.id));
+    assert_eq!(
+        lab_namespaces(&cluster, &theirs.id),
+        vec![format!("namespace/{their_ns}")],
+        "a lab given a prefix runs in a namespace named with it"
+    );
     let tools = sandbox::cluster::tools().expect("kind tools are built");
     let learner = |args: &[&str]| {
         let out = std::process::Command::new(&tools.kubectl)
@@ -391,7 +403,9 @@ fn a_learners_kubeconfig_reads_their_own_lab_and_nothing_else() {
     assert_eq!(lab_namespaces(&cluster, &id), Vec::<String>::new());
     let (ok, out) = learner(&["get", "pods"]);
     assert!(!ok, "a lab's token outlives it: {out}");
+    let id = theirs.id.clone();
     assert!(theirs.down().status.success());
+    assert_eq!(lab_namespaces(&cluster, &id), Vec::<String>::new());
 }
 
 /// A fault that acts at a node (a dns delay on the pods' queries) leaves its rules in the

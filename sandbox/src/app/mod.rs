@@ -212,6 +212,8 @@ pub struct RunOptions {
     pub backend: BackendKind,
     /// The cluster a `kube` lab runs on.
     pub cluster: Option<String>,
+    /// The prefix of a `kube` lab's namespace, where not sandbox's own.
+    pub namespace_prefix: Option<String>,
 }
 
 /// Refuses a backend the scenario does not list in `metadata.backends`.
@@ -261,6 +263,12 @@ impl Progress {
 
 pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
     let (source, s) = load(&o.scenario)?;
+    if o.namespace_prefix.is_some() && o.backend != BackendKind::Kube {
+        return Err(AppError::Invalid(format!(
+            "--namespace-prefix names a Kubernetes namespace: use it with --backend kube, not {}",
+            o.backend
+        )));
+    }
     require_root("run")?;
     check_backend(&s, o.backend)?;
     let certification = match &o.certify {
@@ -285,7 +293,10 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
         o.ready_timeout,
         certification,
         o.backend,
-        o.cluster.as_deref(),
+        Placement {
+            cluster: o.cluster.as_deref(),
+            namespace_prefix: o.namespace_prefix.as_deref(),
+        },
     )?;
     let st = &launched.state;
     let what = match &st.candidate {
@@ -329,6 +340,15 @@ pub fn run(o: RunOptions, color: bool) -> Result<(), AppError> {
     watch_until_interrupt(&st.id, color)
 }
 
+/// Where on a cluster a `kube` lab goes; nothing for the other backends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placement<'a> {
+    /// sandbox's only cluster when absent.
+    pub cluster: Option<&'a str>,
+    /// sandbox's own (`sbx`) when absent.
+    pub namespace_prefix: Option<&'a str>,
+}
+
 /// Builds the Go services and brings a plan up, with progress on the terminal.
 pub fn start(
     plan: &Plan,
@@ -336,7 +356,7 @@ pub fn start(
     ready_timeout: Duration,
     certification: Option<lab::Certification>,
     backend: BackendKind,
-    cluster: Option<&str>,
+    placement: Placement,
 ) -> Result<lab::Launched, AppError> {
     let progress = Progress::new();
     let tc = gobuild::find()?;
@@ -347,7 +367,8 @@ pub fn start(
     let req = lab::Request {
         plan,
         backend,
-        cluster: cluster.map(str::to_string),
+        cluster: placement.cluster.map(str::to_string),
+        namespace_prefix: placement.namespace_prefix.map(str::to_string),
         binaries: &built.dir,
         source,
         ready_timeout,
@@ -896,7 +917,10 @@ fn verify_one(
             Duration::from_secs(60),
             None,
             backend,
-            cluster,
+            Placement {
+                cluster,
+                namespace_prefix: None,
+            },
         )?;
         let id = launched.state.id.clone();
         let mut report = crate::verify::check_running(&plan, &s, &id, |step| eprintln!("· {step}"));

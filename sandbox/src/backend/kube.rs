@@ -73,14 +73,38 @@ pub const KUBECONFIG: &str = "kubeconfig";
 /// How long pods have to become ready.
 const READY_LIMIT: Duration = Duration::from_secs(120);
 
-/// The namespace of lab `id`.
-pub fn namespace(id: &LabId) -> String {
-    format!("{PREFIX}-{id}")
+/// The namespace of lab `id`: `<prefix>-<id>`, with sandbox's own prefix unless the lab was
+/// given one (`--namespace-prefix`).
+pub fn namespace(prefix: Option<&str>, id: &LabId) -> String {
+    format!("{}-{id}", prefix.unwrap_or(PREFIX))
 }
 
-/// The DNS domain of lab `id`'s Services, the first of its pods' search domains.
-pub fn service_domain(id: &LabId) -> String {
-    format!("{}.svc.cluster.local", namespace(id))
+/// The DNS domain of the Services in `namespace`, the first of its pods' search domains.
+pub fn service_domain(namespace: &str) -> String {
+    format!("{namespace}.svc.cluster.local")
+}
+
+/// The longest prefix that leaves room for `-<lab id>` in a namespace name (63 characters).
+const MAX_PREFIX: usize = 63 - 1 - 5;
+
+/// A `--namespace-prefix` as Kubernetes accepts it in a namespace's name: lower-case letters,
+/// digits and dashes, starting and ending with a letter or digit (an RFC 1123 label).
+pub fn check_namespace_prefix(prefix: &str) -> Result<String, String> {
+    let ok_chars = prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if ok_chars
+        && prefix.starts_with(alnum)
+        && prefix.ends_with(alnum)
+        && prefix.len() <= MAX_PREFIX
+    {
+        Ok(prefix.to_string())
+    } else {
+        Err(format!(
+            "expected lower-case letters, digits and dashes, starting and ending with a letter or digit, at most {MAX_PREFIX} characters (a lab's namespace is `<prefix>-<lab id>`)"
+        ))
+    }
 }
 
 fn kerr(what: &str) -> impl FnOnce(kube::Error) -> BackendError + '_ {
@@ -209,7 +233,7 @@ impl KubeBackend {
         let mut b = KubeBackend {
             id: spec.id.clone(),
             cluster,
-            namespace: namespace(&spec.id),
+            namespace: namespace(spec.namespace_prefix.as_deref(), &spec.id),
             book: AddressBook {
                 subnet: Ipv4Addr::UNSPECIFIED,
                 prefix: 0,
@@ -464,7 +488,7 @@ impl KubeBackend {
         let ip = dns.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
         let text = format!(
             "nameserver {ip}\nsearch {} svc.cluster.local cluster.local\noptions ndots:5\n",
-            service_domain(&self.id)
+            service_domain(&self.namespace)
         );
         let path = super::resolv_conf(&self.id);
         std::fs::write(&path, text).map_err(|source| BackendError::Io {
@@ -1262,4 +1286,31 @@ pub fn leftovers(id: &LabId) -> Vec<String> {
         out.extend(crate::fault::left_in_shared(&ns, id.as_str()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_prefix_is_a_dns_label_with_room_for_the_lab_id() {
+        for good in ["class-b", "a", "2026-ws", &"a".repeat(57)] {
+            assert_eq!(check_namespace_prefix(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "Class",
+            "class_b",
+            "-class",
+            "class-",
+            "class.b",
+            &"a".repeat(58),
+        ] {
+            assert!(check_namespace_prefix(bad).is_err(), "{bad:?}");
+        }
+        let id = LabId::parse("k3f9q").unwrap();
+        assert_eq!(namespace(None, &id), "sbx-k3f9q");
+        assert_eq!(namespace(Some("class-b"), &id), "class-b-k3f9q");
+        assert_eq!(namespace(Some(&"a".repeat(57)), &id).len(), 63);
+    }
 }

@@ -67,6 +67,8 @@ pub struct LabSpec {
     pub ports: BTreeMap<String, u16>,
     /// The cluster a Kubernetes lab runs on (sandbox's only cluster when absent).
     pub cluster: Option<String>,
+    /// The prefix of a Kubernetes lab's namespace, where not sandbox's own.
+    pub namespace_prefix: Option<String>,
 }
 
 /// One instance to start.
@@ -283,8 +285,13 @@ pub fn shell_command(
 
 /// The domain that qualifies a service name into its full DNS name, on backends with cluster
 /// DNS (the others' name server answers service names alone).
-pub fn service_domain(kind: BackendKind, id: &LabId) -> Option<String> {
-    (kind == BackendKind::Kube).then(|| kube::service_domain(id))
+pub fn service_domain(
+    kind: BackendKind,
+    id: &LabId,
+    namespace_prefix: Option<&str>,
+) -> Option<String> {
+    (kind == BackendKind::Kube)
+        .then(|| kube::service_domain(&kube::namespace(namespace_prefix, id)))
 }
 
 /// The resolver configuration an instance's processes (and `sandbox shell`) use, written by

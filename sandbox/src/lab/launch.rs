@@ -41,6 +41,8 @@ pub struct Request<'a> {
     pub backend: BackendKind,
     /// The cluster a `kube` lab runs on.
     pub cluster: Option<String>,
+    /// The prefix of a `kube` lab's namespace, where not sandbox's own.
+    pub namespace_prefix: Option<String>,
     pub binaries: &'a Path,
     /// The scenario file, or `bundled:<id>`.
     pub source: &'a str,
@@ -166,6 +168,7 @@ pub fn launch(req: &Request, mut on_step: impl FnMut(&str)) -> Result<Launched, 
         slot: state.slot,
         backend: req.backend,
         cluster: req.cluster.clone(),
+        namespace_prefix: req.namespace_prefix.clone(),
         plan,
         binaries: req.binaries.to_path_buf(),
         certification: req.certification.is_some(),

@@ -32,6 +32,9 @@ pub struct Spec {
     /// The cluster a `kube` lab runs on.
     #[serde(default)]
     pub cluster: Option<String>,
+    /// The prefix of a `kube` lab's namespace, where not sandbox's own.
+    #[serde(default)]
+    pub namespace_prefix: Option<String>,
     pub plan: Plan,
     /// Directory with the compiled Go programs.
     pub binaries: PathBuf,
@@ -92,6 +95,7 @@ pub fn main(id: &LabId) -> i32 {
             .map(|i| (i.service.clone(), i.port))
             .collect(),
         cluster: spec.cluster.clone(),
+        namespace_prefix: spec.namespace_prefix.clone(),
     };
     shared.step("creating the network");
     let backend = match backend::create(spec.backend, &lab) {
@@ -590,7 +594,7 @@ fn mark(shared: &Shared, name: &str, status: String) {
 
 /// Every instance's run: the services', then the load generator's.
 fn runs(spec: &Spec, dir: &LabDir) -> Vec<backend::Run> {
-    let domain = backend::service_domain(spec.backend, &spec.id);
+    let domain = backend::service_domain(spec.backend, &spec.id, spec.namespace_prefix.as_deref());
     let w = &spec.plan.workload;
     let load = vec![
         "-target".into(),

@@ -197,8 +197,19 @@ impl Lab {
         seed: u64,
         backend: sandbox::backend::BackendKind,
     ) -> Lab {
+        Lab::start_yaml_with_args(name, yaml, seed, backend, &[])
+    }
+
+    /// [`Lab::start_yaml_on`] with extra arguments for `sandbox run`.
+    pub fn start_yaml_with_args(
+        name: &str,
+        yaml: &str,
+        seed: u64,
+        backend: sandbox::backend::BackendKind,
+        args: &[&str],
+    ) -> Lab {
         let file = write_temp(&format!("{name}.yaml"), yaml);
-        let mut lab = Lab::start_with(file.as_str(), seed, &[], backend);
+        let mut lab = Lab::launch(file.as_str(), seed, &[], args, backend);
         lab._scenario = Some(file);
         lab
     }
@@ -210,9 +221,20 @@ impl Lab {
         env: &[(&str, &str)],
         backend: sandbox::backend::BackendKind,
     ) -> Lab {
+        Lab::launch(scenario, seed, env, &[], backend)
+    }
+
+    fn launch(
+        scenario: &str,
+        seed: u64,
+        env: &[(&str, &str)],
+        args: &[&str],
+        backend: sandbox::backend::BackendKind,
+    ) -> Lab {
         let mut run = sandbox();
         run.args(["run", scenario, "--detach", "--seed", &seed.to_string()])
             .args(["--backend", backend.name()])
+            .args(args)
             .envs(env.iter().copied());
         if backend == sandbox::backend::BackendKind::Kube
             && let Some(cluster) = test_cluster()
