@@ -24,10 +24,10 @@ fn course_files() -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_file_in_courses_is_a_valid_course_on_the_default_backend() {
+fn every_file_in_courses_is_a_valid_course_and_the_default_backend_has_both_modes() {
     let files = course_files();
     assert!(files.len() >= 2, "the bundled courses: {files:?}");
-    let mut modes = Vec::new();
+    let mut on_netns = Vec::new();
     for file in &files {
         assert_eq!(
             file.extension().and_then(|e| e.to_str()),
@@ -49,15 +49,19 @@ fn every_file_in_courses_is_a_valid_course_on_the_default_backend() {
             stem,
             "file name and metadata.id agree"
         );
-        assert!(
-            c.backends()
-                .contains(&sandbox::scenario::BackendKind::Netns),
-            "{stem} runs on the default backend (netns)"
-        );
-        modes.push(*c.course.mode);
+        assert!(!c.backends().is_empty(), "{stem} runs on some backend");
+        if c.backends()
+            .contains(&sandbox::scenario::BackendKind::Netns)
+        {
+            on_netns.push(*c.course.mode);
+        }
     }
+    // A class on one machine, without Docker or a cluster, has a workshop and an exam.
     use sandbox::course::Mode;
-    assert!(modes.contains(&Mode::Practice) && modes.contains(&Mode::Certification));
+    assert!(
+        on_netns.contains(&Mode::Practice) && on_netns.contains(&Mode::Certification),
+        "{on_netns:?}"
+    );
 }
 
 #[test]
