@@ -219,6 +219,25 @@ pub fn read_findings(path: &Path) -> Result<Findings, ExerciseError> {
             message: "not UTF-8 text".into(),
         }
     })?;
+    parse_findings(&name, &text)
+}
+
+/// Findings from text a learner handed in (a file's, or a form's), `name` naming it in
+/// errors: strict YAML, root causes from the taxonomy, at most [`MAX_FINDINGS_BYTES`].
+pub fn parse_findings(name: &str, text: &str) -> Result<Findings, ExerciseError> {
+    let name = name.to_string();
+    if text.len() as u64 > MAX_FINDINGS_BYTES {
+        return Err(ExerciseError::Findings {
+            path: name,
+            line: 1,
+            column: 1,
+            field: String::new(),
+            message: format!(
+                "larger than {MAX_FINDINGS_BYTES} bytes; findings may be at most {MAX_FINDINGS_BYTES}"
+            ),
+        });
+    }
+    let text = text.to_string();
     let findings: Findings = yaml::from_str(
         &text,
         yaml::Limits {

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod backend;
 pub mod cert;
+pub mod class;
 pub mod cluster;
 pub mod course;
 pub mod debug;
@@ -28,6 +29,7 @@ pub mod probe;
 pub mod profile;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod symptoms;
 pub mod sys;
 pub mod term;

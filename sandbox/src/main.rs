@@ -355,6 +355,29 @@ enum Cmd {
         after_help = "Examples:\n  sandbox course list\n  sandbox course check courses/network-debugging-workshop.yaml\n  sandbox course check my-course.yaml network-certification"
     )]
     Course(CourseCmd),
+    /// Create and follow classes: a course taken by a roster of learners, served by
+    /// `sandbox serve`.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sudo sandbox class create network-debugging-workshop --roster learners.csv --url https://lab.example.org\n  sandbox class status network-debugging-workshop-k3f9q --json"
+    )]
+    Class(ClassCmd),
+    /// Run a class over HTTP: each learner works in their own labs from a browser; the
+    /// instructor follows the class on a dashboard and Prometheus scrapes /metrics.
+    #[command(
+        after_help = "Examples:\n  sudo sandbox serve network-debugging-workshop-k3f9q\n  sudo sandbox serve my-class --listen 0.0.0.0:8080   # behind a TLS reverse proxy"
+    )]
+    Serve {
+        /// The class (`sandbox class list`).
+        class: String,
+        /// The address to listen on. Keep it on loopback unless a TLS reverse proxy is in
+        /// front: tokens travel in cookies and headers.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// How long a learner's lab may take to become healthy.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Print the JSON Schema of scenario files (or of course files), for editors.
     #[command(
         after_help = "Examples:\n  sandbox schema > scenario.schema.json\n  sandbox schema course > course.schema.json"
@@ -429,6 +452,40 @@ enum CourseCmd {
     List,
 }
 
+#[derive(Subcommand)]
+enum ClassCmd {
+    /// Create a class of a course for the learners of a roster (CSV with a `name` column);
+    /// prints each learner's access link, once.
+    Create {
+        /// A course file, or the id of a bundled course (`sandbox course list`).
+        course: String,
+        #[arg(long, value_name = "FILE.csv")]
+        roster: std::path::PathBuf,
+        /// The class's name; `<course id>-<random>` when absent.
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the class's labs run.
+        #[arg(long, default_value = "netns")]
+        backend: BackendKind,
+        /// The address learners reach `sandbox serve` at, for their links.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Write the learners' links to this new CSV file instead of the terminal.
+        #[arg(long, value_name = "FILE.csv")]
+        links: Option<std::path::PathBuf>,
+    },
+    /// List the classes on this machine.
+    List,
+    /// Show a class: learners × modules (labs, hints, submissions, scores).
+    Status {
+        class: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a learner's access: their link stops working at once.
+    Revoke { class: String, learner: String },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SchemaFormat {
     Scenario,
@@ -457,6 +514,7 @@ fn main() -> ExitCode {
             | Cmd::Events { .. }
             | Cmd::Findings { .. }
             | Cmd::Course { .. }
+            | Cmd::Class(ClassCmd::List | ClassCmd::Status { .. })
             | Cmd::Schema { .. }
             | Cmd::Completions { .. }
     ) {
@@ -654,6 +712,29 @@ fn main() -> ExitCode {
         },
         Cmd::Course(CourseCmd::Check { courses, json }) => app::course_check(&courses, json, color),
         Cmd::Course(CourseCmd::List) => app::course_list(),
+        Cmd::Class(ClassCmd::Create {
+            course,
+            roster,
+            name,
+            backend,
+            url,
+            links,
+        }) => app::class_create(app::ClassCreateOptions {
+            course,
+            roster,
+            name,
+            backend,
+            url,
+            links,
+        }),
+        Cmd::Class(ClassCmd::List) => app::class_list(),
+        Cmd::Class(ClassCmd::Status { class, json }) => app::class_status(&class, json),
+        Cmd::Class(ClassCmd::Revoke { class, learner }) => app::class_revoke(&class, &learner),
+        Cmd::Serve {
+            class,
+            listen,
+            timeout,
+        } => app::serve(&class, listen, timeout),
         Cmd::Schema { format } => app::schema(match format {
             SchemaFormat::Scenario => app::SchemaKind::Scenario,
             SchemaFormat::Course => app::SchemaKind::Course,

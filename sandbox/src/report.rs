@@ -36,6 +36,37 @@ pub fn grid(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> St
     t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
 }
 
+/// A class: a row per learner, a column per module, each cell what the learner has done.
+pub fn class_table(rows: &[crate::class::Row]) -> String {
+    let Some(first) = rows.first() else {
+        return "No learners.".into();
+    };
+    let upper: Vec<String> = std::iter::once("LEARNER".to_string())
+        .chain(first.modules.iter().map(|m| m.module.to_uppercase()))
+        .collect();
+    let headers: Vec<&str> = upper.iter().map(String::as_str).collect();
+    let body = rows.iter().map(|r| {
+        let name = if r.revoked {
+            format!("{} (revoked)", r.learner)
+        } else {
+            r.learner.clone()
+        };
+        std::iter::once(name)
+            .chain(r.modules.iter().map(|m| {
+                let p = &m.progress;
+                match (p.passed, p.score, p.max) {
+                    (Some(true), Some(s), Some(max)) => format!("passed {s}/{max}"),
+                    (Some(false), Some(s), Some(max)) => format!("{s}/{max}"),
+                    _ if p.lab.is_some() => format!("lab {}", p.lab.as_deref().unwrap_or("")),
+                    _ if m.open => "open".into(),
+                    _ => "-".into(),
+                }
+            }))
+            .collect()
+    });
+    grid(&headers, body)
+}
+
 #[derive(Tabled)]
 struct ScenarioRow {
     #[tabled(rename = "SCENARIO")]

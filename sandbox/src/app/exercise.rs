@@ -119,14 +119,7 @@ pub fn submit(o: SubmitOptions) -> Result<(), AppError> {
     let sub = exercise::submission(&dir, findings, taken);
     let grade = grader::score::grade(&grading, &sub);
     exercise::write_grade(&dir, &grade).map_err(invalid)?;
-    let _ = crate::lab::events::record_submission(
-        &dir,
-        &crate::lab::events::Submitted {
-            ts_ms: now_ms(),
-            passed: Some(grade.passed),
-            score: Some(grade.score),
-        },
-    );
+    record_submitted(&dir, Some(&grade));
     let title = format!("{} (lab {})", state.scenario_id, state.id);
     if o.json {
         println!(
@@ -158,6 +151,39 @@ fn submit_bundle(
     findings: grader::findings::Findings,
     out: Option<PathBuf>,
 ) -> Result<(), AppError> {
+    let bundle = bundle_of(dir, state, (candidate, scenario_sha256), findings)?;
+    let path =
+        out.unwrap_or_else(|| PathBuf::from(format!("submission-{candidate}-{}.json", state.id)));
+    let json = serde_json::to_vec_pretty(&bundle).map_err(failed)?;
+    std::fs::write(&path, json).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+    record_submitted(dir, None);
+    println!(
+        "Submitted. Hand {} to your instructor; it is graded with their key.",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Journals a submission in the lab's events; the score only where the learner may see it.
+pub fn record_submitted(dir: &LabDir, grade: Option<&grader::score::Grade>) {
+    let _ = crate::lab::events::record_submission(
+        dir,
+        &crate::lab::events::Submitted {
+            ts_ms: now_ms(),
+            passed: grade.map(|g| g.passed),
+            score: grade.map(|g| g.score),
+        },
+    );
+}
+
+/// A certification lab's submission: the findings with the lab's journal, hints, attachments
+/// and the sealed draw, for the instructor's key to grade.
+pub fn bundle_of(
+    dir: &LabDir,
+    state: &lab::State,
+    (candidate, scenario_sha256): (&str, &str),
+    findings: grader::findings::Findings,
+) -> Result<Bundle, AppError> {
     let sealed = capped::read_to_string(&dir.path.join("sealed.age"), capped::KEY)
         .map_err(|e| failed(format!("reading the sealed facts: {e}")))?;
     let mut attachments = std::collections::BTreeMap::new();
@@ -170,7 +196,7 @@ fn submit_bundle(
             base64::engine::general_purpose::STANDARD.encode(bytes),
         );
     }
-    let bundle = Bundle {
+    Ok(Bundle {
         format: cert::BUNDLE_FORMAT.into(),
         candidate: candidate.to_string(),
         scenario_id: state.scenario_id.clone(),
@@ -182,24 +208,7 @@ fn submit_bundle(
         hints: exercise::hints_used(dir),
         attachments,
         sealed,
-    };
-    let path =
-        out.unwrap_or_else(|| PathBuf::from(format!("submission-{candidate}-{}.json", state.id)));
-    let json = serde_json::to_vec_pretty(&bundle).map_err(failed)?;
-    std::fs::write(&path, json).map_err(|e| failed(format!("{}: {e}", path.display())))?;
-    let _ = crate::lab::events::record_submission(
-        dir,
-        &crate::lab::events::Submitted {
-            ts_ms: now_ms(),
-            passed: None,
-            score: None,
-        },
-    );
-    println!(
-        "Submitted. Hand {} to your instructor; it is graded with their key.",
-        path.display()
-    );
-    Ok(())
+    })
 }
 
 /// `sandbox keys generate`.
@@ -297,13 +306,36 @@ fn grade_one(
     out: &Path,
 ) -> Result<SignedResult, AppError> {
     let (bundle, bundle_sha256) = Bundle::read(path).map_err(cert_error)?;
+    let result = grade_bundle(key, catalog, &bundle, bundle_sha256, path)?;
+    std::fs::create_dir_all(out).map_err(|e| failed(format!("{}: {e}", out.display())))?;
+    let file = out.join(format!(
+        "result-{}-{}.json",
+        safe_name(&result.candidate),
+        safe_name(&result.lab_id)
+    ));
+    write_new(
+        &file,
+        &serde_json::to_vec_pretty(&result).unwrap_or_default(),
+    )?;
+    Ok(result)
+}
+
+/// Grades a bundle (read from `path`, which names it in errors) with the instructor's key
+/// and signs the result.
+pub fn grade_bundle(
+    key: &InstructorKey,
+    catalog: &cert::Catalog,
+    bundle: &Bundle,
+    bundle_sha256: String,
+    path: &Path,
+) -> Result<SignedResult, AppError> {
     let facts = cert::unseal(key, &bundle.sealed)
         .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
-    cert::check_facts(&bundle, &facts, path).map_err(cert_error)?;
+    cert::check_facts(bundle, &facts, path).map_err(cert_error)?;
     let (plan, _) = catalog.rubric(path, &facts).map_err(cert_error)?;
     let (grade, self_reported) =
-        cert::grade_bundle(&bundle, &facts, &plan, path).map_err(cert_error)?;
-    let result = cert::sign(
+        cert::grade_bundle(bundle, &facts, &plan, path).map_err(cert_error)?;
+    Ok(cert::sign(
         key,
         SignedResult {
             format: cert::RESULT_FORMAT.into(),
@@ -317,18 +349,7 @@ fn grade_one(
             self_reported,
             signature: String::new(),
         },
-    );
-    std::fs::create_dir_all(out).map_err(|e| failed(format!("{}: {e}", out.display())))?;
-    let file = out.join(format!(
-        "result-{}-{}.json",
-        safe_name(&result.candidate),
-        safe_name(&result.lab_id)
-    ));
-    write_new(
-        &file,
-        &serde_json::to_vec_pretty(&result).unwrap_or_default(),
-    )?;
-    Ok(result)
+    ))
 }
 
 /// A name that is safe as part of a file name.

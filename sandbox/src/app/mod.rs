@@ -15,15 +15,17 @@ use crate::scenario::{self, BackendKind, ScenarioError, Source};
 use crate::symptoms;
 use crate::term::safe;
 
+mod class;
 mod cluster;
 mod course;
 mod exercise;
 mod tools;
+pub use class::{ClassCreateOptions, class_create, class_list, class_revoke, class_status, serve};
 pub use cluster::{cluster_create, cluster_delete, cluster_image, cluster_list};
 pub use course::{course_check, course_list};
 pub use exercise::{
-    GradeOptions, SubmitOptions, findings_template, grade, hint, keys_generate, submit,
-    verify_result,
+    GradeOptions, SubmitOptions, bundle_of, findings_template, grade, grade_bundle, hint,
+    keys_generate, record_submitted, submit, verify_result,
 };
 pub use tools::{DebugOptions, debug, events, goroutines, graph, pprof};
 
