@@ -57,6 +57,9 @@ if [ $want_test = 1 ]; then
   [ -f /usr/lib/go-1.19/bin/go ] || { echo "setup: installing golang-go (Go 1.19, the oldest Go the services support)"; pkgs+=(golang-go); }
   need nsenter util-linux "shells in container namespaces"
   need strip binutils "the http probe's test probes a stripped Go binary"
+  need prometheus prometheus "a real Prometheus scrapes sandbox serve's /metrics in the tests"
+  need chromium chromium "the workshop host's browser test"
+  need chromedriver chromium-driver "drives Chromium in the browser test"
 fi
 if [ $want_kind = 1 ]; then
   need dockerd docker.io "kind's nodes are Docker containers"

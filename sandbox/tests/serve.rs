@@ -4,202 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::class::*;
 use common::*;
-
-/// One HTTP/1.1 exchange: status, headers (lower-case names) and body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the server accepts");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body.as_bytes());
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {raw:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
-
-/// A learner or instructor as the server knows them: by the token of their link.
-struct Client {
-    port: u16,
-    auth: String,
-}
-
-impl Client {
-    fn get(&self, path: &str) -> Reply {
-        http(self.port, "GET", path, &[("Authorization", &self.auth)], "")
-    }
-    fn post(&self, path: &str, body: &str) -> Reply {
-        http(
-            self.port,
-            "POST",
-            path,
-            &[("Authorization", &self.auth)],
-            body,
-        )
-    }
-}
-
-/// `sandbox serve`, killed when dropped.
-struct Server(Child);
-
-impl Server {
-    fn start(class: &str, port: u16, env: &[(&str, &str)]) -> Server {
-        let child = sandbox()
-            .args(["serve", class, "--listen", &format!("127.0.0.1:{port}")])
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server(child)
-    }
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A class made for a test, in its own class directory, with the packet-loss scenario's
-/// fault firing after a second (`loss.yaml` beside the course).
-struct TestClass {
-    home: tempfile::TempDir,
-    port: u16,
-    instructor: String,
-}
-
-impl TestClass {
-    fn create(name: &str, course: &str) -> TestClass {
-        let home = tempfile::tempdir().unwrap();
-        let loss = sandbox::scenario::find_bundled("packet-loss")
-            .unwrap()
-            .text
-            .replace("start_after: 20s", "start_after: 1s");
-        std::fs::write(home.path().join("loss.yaml"), loss).unwrap();
-        std::fs::write(home.path().join("course.yaml"), course).unwrap();
-        std::fs::write(
-            home.path().join("roster.csv"),
-            "name,email\nann,a@example.org\nbob,b@example.org\n",
-        )
-        .unwrap();
-        let port = free_port();
-        let links = home.path().join("links.csv");
-        let out = sandbox()
-            .args(["class", "create"])
-            .arg(home.path().join("course.yaml"))
-            .arg("--roster")
-            .arg(home.path().join("roster.csv"))
-            .args([
-                "--name",
-                name,
-                "--url",
-                &format!("http://127.0.0.1:{port}"),
-                "--links",
-            ])
-            .arg(&links)
-            .env("SANDBOX_CLASS_DIR", home.path().join("classes"))
-            .output()
-            .unwrap();
-        let all = text(&out);
-        assert!(out.status.success(), "{all}");
-        let instructor = all
-            .lines()
-            .find_map(|l| l.trim().split_once("/i/").map(|(_, t)| t.to_string()))
-            .unwrap_or_else(|| panic!("no instructor link in:\n{all}"));
-        TestClass {
-            home,
-            port,
-            instructor,
-        }
-    }
-
-    fn env(&self) -> [(&'static str, String); 1] {
-        [(
-            "SANDBOX_CLASS_DIR",
-            self.home.path().join("classes").display().to_string(),
-        )]
-    }
-
-    fn dir(&self, class: &str) -> std::path::PathBuf {
-        self.home.path().join("classes").join(class)
-    }
-
-    /// The token of `name`'s link.
-    fn token_of(&self, name: &str) -> String {
-        std::fs::read_to_string(self.home.path().join("links.csv"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name},")).map(str::to_string))
-            .and_then(|link| link.split_once("/l/").map(|(_, t)| t.to_string()))
-            .unwrap_or_else(|| panic!("no link for {name}"))
-    }
-}
 
 const COURSE: &str = "apiVersion: sandbox/v1
 kind: Course
@@ -423,6 +233,8 @@ fn a_class_is_served_and_each_learner_reaches_only_their_own_lab() {
     assert!(metrics.contains("sandbox_module_submissions_total{class=\"serve-test\",learner=\"ann\",module=\"lossy\"} 1"), "{metrics}");
     assert!(metrics.contains(&format!("sandbox_lab_requests_per_second{{class=\"serve-test\",learner=\"ann\",module=\"lossy\",lab=\"{lab_id}\"}}")), "{metrics}");
 
+    scraped_by_prometheus(port, &instructor_token, &lab_id);
+
     // Revoking ends a link at once; a killed server comes back with the class intact.
     let revoke = sandbox()
         .args(["class", "revoke", "serve-test", "bob"])
@@ -446,6 +258,82 @@ fn a_class_is_served_and_each_learner_reaches_only_their_own_lab() {
     assert!(down.status.success(), "{}", text(&down));
     assert!(leftovers(&lab_id).is_empty(), "{:?}", leftovers(&lab_id));
     assert!(ann.get("/api/modules/lossy").json()["lab"].is_null());
+}
+
+/// A real Prometheus scrapes `/metrics` with the instructor's token; the values are read
+/// back through Prometheus' own HTTP API.
+fn scraped_by_prometheus(port: u16, token: &str, lab_id: &str) {
+    let Ok(prometheus) = which("prometheus") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI installs Prometheus (scripts/setup.sh --test)"
+        );
+        eprintln!("SKIPPED the Prometheus scrape: no `prometheus` (apt install prometheus)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sandbox\n    authorization: {{type: Bearer, credentials: {token}}}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let web = free_port();
+    let mut child = std::process::Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let query = |q: &str| {
+        let r = http(web, "GET", &format!("/api/v1/query?query={q}"), &[], "");
+        (r.status == 200)
+            .then(|| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .flatten()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (submissions, rate) = loop {
+        let up = TcpStream::connect(("127.0.0.1", web)).is_ok();
+        let s = if up {
+            query("sandbox_module_submissions_total")
+        } else {
+            vec![]
+        };
+        let r = if up {
+            query("sandbox_lab_requests_per_second")
+        } else {
+            vec![]
+        };
+        if !s.is_empty() && !r.is_empty() {
+            break (s, r);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus scraped nothing in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let ann = submissions
+        .iter()
+        .find(|s| s["metric"]["learner"] == "ann" && s["metric"]["module"] == "lossy")
+        .unwrap_or_else(|| panic!("{submissions:?}"));
+    assert_eq!(ann["value"][1], "1", "{ann}");
+    assert_eq!(ann["metric"]["job"], "sandbox");
+    let lab = &rate[0];
+    assert_eq!(lab["metric"]["lab"], lab_id, "{lab}");
+    let rps: f64 = lab["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(rps > 10.0, "the lab's load as Prometheus read it: {lab}");
 }
 
 #[test]

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use sandbox::gobuild::Toolchain;
 
+pub mod class;
+
 pub fn sandbox() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sandbox"))
 }
