@@ -162,6 +162,25 @@ fn a_learner_works_a_module_in_the_browser_and_the_dashboard_follows() {
             .to_string();
         let lab = Lab::adopt(&lab_id);
 
+        // The terminal: a shell in the lab, as ann's own unprivileged user.
+        let private = sandbox::ids::lab_dir(&sandbox::ids::LabId::parse(&lab_id).unwrap()).join("private");
+        text_until(&ann, ".xterm-rows", Duration::from_secs(20), |t| t.contains("ann@")).await;
+        let keys = ann.find(Locator::Css(".xterm-helper-textarea")).await.unwrap();
+        for command in [
+            "ss -tni".to_string(),
+            "id -u".into(),
+            "nft list ruleset".into(),
+            format!("ls {}", private.display()),
+        ] {
+            keys.send_keys(&format!("{command}\u{E007}")).await.unwrap();
+        }
+        let screen = text_until(&ann, ".xterm-rows", Duration::from_secs(20), |t| {
+            t.contains("ESTAB") && t.contains("61000") && t.contains("Operation not permitted") && t.contains("Permission denied")
+        })
+        .await;
+        assert!(screen.contains("rtt:"), "ss -tni shows TCP internals: {screen}");
+        screenshot(&ann, "learner-terminal.png").await;
+
         // Bob's page shows his own module, with no lab: nothing of ann's.
         bob.goto(&format!("{base}/l/{}", t.token_of("bob"))).await.unwrap();
         bob.wait()
@@ -230,6 +249,14 @@ fn a_learner_works_a_module_in_the_browser_and_the_dashboard_follows() {
         ann.refresh().await.unwrap();
         let next = ann.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("nav button[data-module=slow-dependency]")).await.unwrap();
         assert_eq!(next.prop("disabled").await.unwrap().as_deref(), Some("false"));
+        let recordings = t.dir("browser-test").join("recordings");
+        let cast: String = std::fs::read_dir(&recordings)
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        assert!(cast.starts_with("{\"") && cast.contains("\"version\":2"), "an asciicast v2 header: {cast:.200}");
+        assert!(cast.contains("ESTAB"), "the session is recorded");
         for b in [ann, bob, teacher] {
             let _ = b.close().await;
         }

@@ -40,7 +40,7 @@ fn app_error(e: AppError) -> ApiError {
 }
 
 /// The learner a request is from.
-fn learner(server: &Server, headers: &HeaderMap) -> Result<(Class, String), ApiError> {
+pub(super) fn learner(server: &Server, headers: &HeaderMap) -> Result<(Class, String), ApiError> {
     let token = super::token_of(headers).ok_or_else(ApiError::unauthorized)?;
     let class = server.class()?;
     let name = class
@@ -63,7 +63,7 @@ pub(super) fn instructor(server: &Server, headers: &HeaderMap) -> Result<Class, 
     }
 }
 
-fn module_index(server: &Server, id: &str) -> Result<usize, ApiError> {
+pub(super) fn module_index(server: &Server, id: &str) -> Result<usize, ApiError> {
     server
         .course
         .modules
@@ -147,6 +147,21 @@ fn lab_json(st: &LabState, r: &Resolved) -> Value {
 
 pub async fn learner_page() -> Html<&'static str> {
     Html(include_str!("learner.html"))
+}
+
+/// xterm.js, embedded so the server needs nothing at run time (`assets/xterm.sha256` pins it).
+pub async fn xterm_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/xterm.js"),
+    )
+}
+
+pub async fn xterm_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/xterm.css"),
+    )
 }
 
 pub async fn instructor_page() -> Html<&'static str> {
@@ -317,7 +332,7 @@ pub async fn stop(
 }
 
 /// The learner's running lab of `module`, or why there is none.
-fn lab_of(server: &Server, learner: &str, module: &str) -> Result<LabState, ApiError> {
+pub(super) fn lab_of(server: &Server, learner: &str, module: &str) -> Result<LabState, ApiError> {
     let progress = class::read_progress(&server.dir, learner);
     running(progress.get(module).and_then(|p| p.lab.as_deref())).ok_or_else(|| {
         ApiError::new(

@@ -7,6 +7,7 @@
 
 mod api;
 mod metrics;
+mod terminal;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -187,6 +188,9 @@ fn router(server: Arc<Server>) -> Router {
             get(api::findings_template),
         )
         .route("/api/modules/{module}/submit", post(api::submit))
+        .route("/api/modules/{module}/terminal", get(terminal::terminal))
+        .route("/assets/xterm.js", get(api::xterm_js))
+        .route("/assets/xterm.css", get(api::xterm_css))
         .route("/api/class", get(api::class_status))
         .route("/api/class.csv", get(api::class_csv))
         .route("/api/class/learners/{learner}/revoke", post(api::revoke))

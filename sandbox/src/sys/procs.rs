@@ -29,6 +29,13 @@ pub fn holder_of_netns(inode: u64, besides: u32) -> Option<u32> {
         .min_by_key(|pid| start_time(*pid).unwrap_or(u64::MAX))
 }
 
+/// Pids of the processes whose real user is `uid`: a learner's shells and what they started.
+pub fn pids_of_user(uid: u32) -> Vec<u32> {
+    processes()
+        .filter(|pid| std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid))
+        .collect()
+}
+
 fn processes() -> impl Iterator<Item = u32> {
     std::fs::read_dir(Path::new("/proc"))
         .into_iter()
