@@ -202,11 +202,14 @@ fn a_learner_works_a_module_in_the_browser_and_the_dashboard_follows() {
         ann.find(Locator::XPath("//button[text()='Take a hint']")).await.unwrap().click().await.unwrap();
         text_until(&ann, "#messages", Duration::from_secs(10), |t| t.starts_with("Hint 1")).await;
         lab.wait_fault("lossy-ledger", "active", Duration::from_secs(15));
-        let probe = sandbox()
-            .args(["probe", "tcp-retrans", "--lab", &lab_id, "--duration", "3s"])
-            .output()
-            .unwrap();
-        assert!(probe.status.success(), "{}", text(&probe));
+        // A probe from the terminal: `sandbox probe` there asks the server.
+        let keys = ann.find(Locator::Css(".xterm-helper-textarea")).await.unwrap();
+        keys.send_keys("sandbox probe tcp-retrans --target payments --duration 3s\u{E007}").await.unwrap();
+        text_until(&ann, ".xterm-rows", Duration::from_secs(30), |t| {
+            t.contains("tcp-retrans on") && t.trim_end().ends_with("$")
+        })
+        .await;
+        screenshot(&ann, "learner-probe.png").await;
         let revealed = sandbox().args(["status", &lab_id, "--json", "--reveal"]).output().unwrap();
         let revealed: serde_json::Value = serde_json::from_slice(&revealed.stdout).unwrap();
         let percent = revealed["lab"]["faults"][0]["description"]
@@ -232,6 +235,10 @@ fn a_learner_works_a_module_in_the_browser_and_the_dashboard_follows() {
         assert!(verdict.contains("passed") && !verdict.contains("not passed"), "{verdict}");
         let checks = ann.find(Locator::Css("#checks")).await.unwrap().text().await.unwrap();
         assert!(checks.contains("root_cause"), "per-check feedback: {checks}");
+        assert!(
+            checks.contains("evidence: tcp-retrans: 15/15"),
+            "the terminal's probe run is the lab's evidence: {checks}"
+        );
         screenshot(&ann, "learner-score.png").await;
 
         // The dashboard shows the submission within 2 s; the CSV export agrees with it.

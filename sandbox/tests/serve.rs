@@ -158,11 +158,35 @@ fn a_class_is_served_and_each_learner_reaches_only_their_own_lab() {
     assert_eq!(hint.status, 200, "{}", hint.body);
     assert_eq!(hint.json()["number"], 1);
     lab.wait_fault("lossy-ledger", "active", Duration::from_secs(15));
-    let probe = sandbox()
-        .args(["probe", "tcp-retrans", "--lab", &lab_id, "--duration", "3s"])
-        .output()
-        .unwrap();
-    assert!(probe.status.success(), "{}", text(&probe));
+    // Probes run on the server, scoped to the learner's lab, and bounded.
+    let probe = ann.post_json(
+        "/api/modules/lossy/probe",
+        r#"{"probe": "tcp-retrans", "target": "payments", "seconds": 3}"#,
+    );
+    assert_eq!(probe.status, 200, "{}", probe.body);
+    let run = probe.json();
+    assert_eq!(run["ok"], true, "{run}");
+    assert!(
+        run["output"].as_str().unwrap().contains("tcp-retrans on"),
+        "{run}"
+    );
+    let bad = ann.post_json(
+        "/api/modules/lossy/probe",
+        r#"{"probe": "tcp-retrans", "seconds": 999}"#,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let bad = ann.post_json("/api/modules/lossy/probe", r#"{"probe": "rm -rf"}"#);
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let bad = ann.post_json(
+        "/api/modules/lossy/probe",
+        r#"{"probe": "tcp-retrans", "target": "../x"}"#,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(
+        bob.post_json("/api/modules/lossy/probe", r#"{"probe": "tcp-retrans"}"#)
+            .status,
+        409
+    );
     let template = ann.get("/api/modules/lossy/findings-template");
     assert_eq!(template.status, 200);
     assert!(template.body.contains("packet-loss"), "{}", template.body);
@@ -209,6 +233,10 @@ fn a_class_is_served_and_each_learner_reaches_only_their_own_lab() {
     let ann_row = row(&class, "ann");
     assert_eq!(ann_row["modules"][0]["submissions"], 1);
     assert_eq!(ann_row["modules"][0]["hints"], 1);
+    assert_eq!(
+        ann_row["modules"][0]["probes"], 1,
+        "refused requests are not runs"
+    );
     assert_eq!(ann_row["modules"][0]["passed"], true);
     assert_eq!(ann_row["modules"][0]["score"], g["score"]);
     assert_eq!(row(&class, "bob")["modules"][0]["starts"], 0);

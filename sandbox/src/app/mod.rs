@@ -781,6 +781,11 @@ pub struct ProbeOptions {
 pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
     use crate::ebpf::EbpfError;
     use crate::probe::{self, ProbeError, Scope};
+    if let Some(socket) = std::env::var_os(crate::serve::probes::SOCKET_ENV)
+        && !crate::sys::is_root()
+    {
+        return probe_through_server(std::path::Path::new(&socket), o);
+    }
     // Root first: a lab that cannot be probed anyway is not worth looking up.
     let root = probe::require_root();
     let result = root
@@ -801,6 +806,30 @@ pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
             Err(AppError::Missing(e.to_string()))
         }
         Err(e) => Err(AppError::Failed(e.to_string())),
+    }
+}
+
+/// `sandbox probe` in a learner's terminal of `sandbox serve`: the server runs it on the
+/// learner's lab.
+fn probe_through_server(socket: &std::path::Path, o: ProbeOptions) -> Result<(), AppError> {
+    if o.output.is_some() || o.lab.is_some() {
+        return Err(AppError::Invalid(
+            "in a class terminal, a probe runs on your lab and prints here: leave out --lab and --output".into(),
+        ));
+    }
+    let req = crate::serve::probes::ProbeRequest {
+        probe: o.kind.name().to_string(),
+        target: o.target,
+        seconds: o.duration.map(|d| d.as_secs().max(1)),
+        json: o.json,
+    };
+    match crate::serve::probes::ask(socket, &req) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(AppError::Failed("the probe did not finish".into())),
+        Err(e) => Err(AppError::Failed(format!(
+            "asking the class server to run the probe ({}): {e}",
+            socket.display()
+        ))),
     }
 }
 

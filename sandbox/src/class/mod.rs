@@ -107,12 +107,15 @@ pub struct LearnerRecord {
 
 /// What one learner has done in one module.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ModuleProgress {
     /// The lab of the latest start, while it may still run.
     pub lab: Option<String>,
     pub starts: u32,
     pub started_ms: Option<u64>,
     pub hints: u32,
+    /// Probe runs through the server (the page or the learner's terminal).
+    pub probes: u32,
     pub submissions: u32,
     pub submitted_ms: Option<u64>,
     /// The best score so far (practice), or the certification result's.

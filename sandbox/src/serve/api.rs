@@ -213,6 +213,7 @@ pub async fn me(State(server): S, headers: HeaderMap) -> Result<Json<Value>, Api
         "course": server.course.course.metadata.title,
         "summary": server.course.course.metadata.summary,
         "mode": class.mode,
+        "probes": crate::probe::ProbeKind::ALL.map(crate::probe::ProbeKind::name),
         "modules": modules,
     })))
 }

@@ -7,6 +7,7 @@
 
 mod api;
 mod metrics;
+pub mod probes;
 mod terminal;
 
 use std::collections::HashMap;
@@ -61,6 +62,8 @@ struct Server {
     ready_timeout: Duration,
     /// One lock per learner: their starts, stops, hints and submissions happen one at a time.
     learners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One probe run at a time per learner.
+    probes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Serialises changes to `class.json` made by the server.
     class_write: Mutex<()>,
 }
@@ -74,6 +77,11 @@ impl Server {
 
     fn learner_lock(&self, learner: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.learners.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(learner.to_string()).or_default().clone()
+    }
+
+    fn probe_lock(&self, learner: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(learner.to_string()).or_default().clone()
     }
 
@@ -189,6 +197,7 @@ fn router(server: Arc<Server>) -> Router {
         )
         .route("/api/modules/{module}/submit", post(api::submit))
         .route("/api/modules/{module}/terminal", get(terminal::terminal))
+        .route("/api/modules/{module}/probe", post(probes::probe))
         .route("/assets/xterm.js", get(api::xterm_js))
         .route("/assets/xterm.css", get(api::xterm_css))
         .route("/api/class", get(api::class_status))
@@ -211,6 +220,7 @@ pub fn serve(o: Options) -> Result<(), ServeError> {
         course,
         ready_timeout: o.ready_timeout,
         learners: Mutex::default(),
+        probes: Mutex::default(),
         class_write: Mutex::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()

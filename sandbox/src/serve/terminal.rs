@@ -101,17 +101,30 @@ pub async fn terminal(
         .join("recordings")
         .join(format!("{name}-{module}-{}.cast", now_ms()));
     let prompt = format!("{name}@{}:\\w\\$ ", inst.name);
+    let probes =
+        super::probes::listen(server.clone(), &name, &module, uid).map_err(ApiError::internal)?;
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
-            if let Err(e) = session(socket, std_cmd, uid, &prompt, &recording).await {
+            if let Err(e) = session(socket, std_cmd, uid, &prompt, &probes.path, &recording).await {
                 eprintln!("terminal of {name} ({module}): {e}");
             }
+            drop(probes);
         }))
 }
 
 /// The shell: `setpriv` drops to the learner's user before bash starts.
-fn shell(std_cmd: std::process::Command, uid: u32, prompt: &str) -> pty_process::Command {
+fn shell(
+    std_cmd: std::process::Command,
+    uid: u32,
+    prompt: &str,
+    probe_socket: &std::path::Path,
+) -> pty_process::Command {
+    // `sandbox probe` in the shell is this binary, asking the server over the socket.
+    let own_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.display().to_string()))
+        .unwrap_or_default();
     let mut c = pty_process::Command::new(std_cmd.get_program())
         .args(std_cmd.get_args())
         .args([
@@ -129,7 +142,11 @@ fn shell(std_cmd: std::process::Command, uid: u32, prompt: &str) -> pty_process:
             "-i".into(),
         ])
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env(
+            "PATH",
+            format!("{own_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
+        )
+        .env(super::probes::SOCKET_ENV, probe_socket)
         .env("TERM", "xterm-256color")
         .env("HOME", "/tmp")
         .env("PS1", prompt)
@@ -187,6 +204,7 @@ async fn session(
     std_cmd: std::process::Command,
     uid: u32,
     prompt: &str,
+    probe_socket: &std::path::Path,
     recording: &std::path::Path,
 ) -> Result<(), String> {
     end_processes_of(uid);
@@ -194,7 +212,7 @@ async fn session(
     let (cols, rows) = (100, 30);
     pty.resize(pty_process::Size::new(rows, cols))
         .map_err(|e| e.to_string())?;
-    let mut child = shell(std_cmd, uid, prompt)
+    let mut child = shell(std_cmd, uid, prompt, probe_socket)
         .spawn(pts)
         .map_err(|e| format!("starting the shell: {e}"))?;
     let mut rec = Recording::create(recording, cols, rows)

@@ -71,6 +71,18 @@ impl Client {
     pub fn get(&self, path: &str) -> Reply {
         http(self.port, "GET", path, &[("Authorization", &self.auth)], "")
     }
+    pub fn post_json(&self, path: &str, body: &str) -> Reply {
+        http(
+            self.port,
+            "POST",
+            path,
+            &[
+                ("Authorization", &self.auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    }
     pub fn post(&self, path: &str, body: &str) -> Reply {
         http(
             self.port,
