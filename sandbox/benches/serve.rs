@@ -214,9 +214,9 @@ fn main() {
             );
             if count == n {
                 println!(
-                    "\nstarting {n} labs one after another through the API: {:.1} s (measurements paused it {} times)",
-                    all_started.as_secs_f64(),
-                    n / 5
+                    "\nstarting {n} labs ({rate} req/s each) one after another through the API: {:.1} s in all, {:.2} s per lab",
+                    starting.as_secs_f64(),
+                    starting.as_secs_f64() / n as f64
                 );
             }
         }

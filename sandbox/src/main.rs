@@ -377,6 +377,10 @@ enum Cmd {
         /// How long a learner's lab may take to become healthy.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Take a learner's lab down after this long without a request from them (their
+        /// page asks every 2 s while it is open); their progress stays. `0s` keeps labs up.
+        #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+        idle_stop: Duration,
     },
     /// Print the JSON Schema of scenario files (or of course files), for editors.
     #[command(
@@ -734,7 +738,8 @@ fn main() -> ExitCode {
             class,
             listen,
             timeout,
-        } => app::serve(&class, listen, timeout),
+            idle_stop,
+        } => app::serve(&class, listen, timeout, idle_stop),
         Cmd::Schema { format } => app::schema(match format {
             SchemaFormat::Scenario => app::SchemaKind::Scenario,
             SchemaFormat::Course => app::SchemaKind::Course,

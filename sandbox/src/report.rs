@@ -913,6 +913,62 @@ modules:
     }
 
     #[test]
+    fn a_class_table_shows_each_learners_modules() {
+        use crate::class::{Cell, ModuleProgress, Row};
+        let cell = |module: &str, open: bool, progress: ModuleProgress| Cell {
+            module: module.into(),
+            open,
+            progress,
+        };
+        let rows = vec![
+            Row {
+                learner: "ann".into(),
+                revoked: false,
+                modules: vec![
+                    cell(
+                        "lossy-hop",
+                        true,
+                        ModuleProgress {
+                            score: Some(90),
+                            max: Some(100),
+                            passed: Some(true),
+                            submissions: 1,
+                            ..Default::default()
+                        },
+                    ),
+                    cell(
+                        "slow-dependency",
+                        true,
+                        ModuleProgress {
+                            lab: Some("k3f9q".into()),
+                            starts: 1,
+                            ..Default::default()
+                        },
+                    ),
+                ],
+            },
+            Row {
+                learner: "bob".into(),
+                revoked: true,
+                modules: vec![
+                    cell(
+                        "lossy-hop",
+                        true,
+                        ModuleProgress {
+                            score: Some(40),
+                            max: Some(100),
+                            passed: Some(false),
+                            ..Default::default()
+                        },
+                    ),
+                    cell("slow-dependency", false, ModuleProgress::default()),
+                ],
+            },
+        ];
+        insta::assert_snapshot!(class_table(&rows));
+    }
+
+    #[test]
     fn status_page_shows_fault_and_symptom() {
         let s = state();
         let secs: Vec<Second> = (10..60)

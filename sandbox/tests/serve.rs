@@ -547,3 +547,52 @@ fn a_certification_class_grades_on_the_server_and_signs_results_the_candidate_ca
     drop(lab);
     assert!(leftovers(&lab_id).is_empty());
 }
+
+#[test]
+fn a_quiet_learners_lab_is_taken_down_and_their_progress_kept() {
+    if !root_or_skip("a_quiet_learners_lab_is_taken_down_and_their_progress_kept") {
+        return;
+    }
+    let _g = serial();
+    let t = TestClass::create("serve-idle", COURSE);
+    let env = t.env();
+    let _server = Server::start_with(
+        "serve-idle",
+        t.port,
+        &[(env[0].0, env[0].1.as_str())],
+        &["--idle-stop", "3s"],
+    );
+    let ann = Client {
+        port: t.port,
+        auth: format!("Bearer {}", t.token_of("ann")),
+    };
+    let started = ann.post("/api/modules/lossy/start", "");
+    assert_eq!(started.status, 200, "{}", started.body);
+    let lab_id = started.json()["lab"]["id"].as_str().unwrap().to_string();
+    let _lab = Lab::adopt(&lab_id);
+    // While the learner's page asks, the lab stays up.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            ann.get("/api/modules/lossy").json()["lab"]["id"],
+            lab_id.as_str()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !leftovers(&lab_id).is_empty() {
+        assert!(Instant::now() < deadline, "a quiet learner's lab stayed up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let me = ann.get("/api/me").json();
+    let p = &me["modules"][0]["progress"];
+    assert_eq!(p["starts"], 1, "{me}");
+    assert_eq!(p["idle_stops"], 1, "{me}");
+    assert!(me["modules"][0]["lab"].is_null());
+    let again = ann.post("/api/modules/lossy/start", "");
+    assert_eq!(
+        again.status, 200,
+        "opening the module again starts a lab: {}",
+        again.body
+    );
+    let _again = Lab::adopt(again.json()["lab"]["id"].as_str().unwrap());
+}

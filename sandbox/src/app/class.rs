@@ -159,12 +159,18 @@ pub fn class_revoke(name: &str, learner: &str) -> Result<(), AppError> {
 }
 
 /// `sandbox serve`.
-pub fn serve(name: &str, listen: SocketAddr, ready_timeout: Duration) -> Result<(), AppError> {
+pub fn serve(
+    name: &str,
+    listen: SocketAddr,
+    ready_timeout: Duration,
+    idle_stop: Duration,
+) -> Result<(), AppError> {
     super::require_root("serve")?;
     crate::serve::serve(crate::serve::Options {
         class: name.to_string(),
         listen,
         ready_timeout,
+        idle_stop,
     })
     .map_err(|e| match e {
         crate::serve::ServeError::Class(e) => e.into(),

@@ -117,6 +117,8 @@ pub struct ModuleProgress {
     /// Probe runs through the server (the page or the learner's terminal).
     pub probes: u32,
     pub submissions: u32,
+    /// Labs the server took down because the learner had gone quiet.
+    pub idle_stops: u32,
     pub submitted_ms: Option<u64>,
     /// The best score so far (practice), or the certification result's.
     pub score: Option<u64>,

@@ -47,6 +47,7 @@ pub(super) fn learner(server: &Server, headers: &HeaderMap) -> Result<(Class, St
         .learner_of(&token)
         .map(|l| l.name.clone())
         .ok_or_else(ApiError::unauthorized)?;
+    server.heard_from(&name);
     Ok((class, name))
 }
 

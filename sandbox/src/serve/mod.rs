@@ -39,6 +39,9 @@ pub struct Options {
     pub listen: SocketAddr,
     /// How long a lab may take to become healthy.
     pub ready_timeout: Duration,
+    /// A learner's lab is taken down after this long without a request from them (their
+    /// page polls while it is open); their progress stays. Zero keeps labs up.
+    pub idle_stop: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,9 @@ struct Server {
     ready_timeout: Duration,
     /// One lock per learner: their starts, stops, hints and submissions happen one at a time.
     learners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each learner was last heard from.
+    seen: Mutex<HashMap<String, std::time::Instant>>,
+    started: std::time::Instant,
     /// One probe run at a time per learner.
     probes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Serialises changes to `class.json` made by the server.
@@ -78,6 +84,17 @@ impl Server {
     fn learner_lock(&self, learner: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.learners.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(learner.to_string()).or_default().clone()
+    }
+
+    fn heard_from(&self, learner: &str) {
+        let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(learner.to_string(), std::time::Instant::now());
+    }
+
+    /// How long since the learner's last request (or since the server started).
+    fn quiet_for(&self, learner: &str) -> Duration {
+        let map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(learner).unwrap_or(&self.started).elapsed()
     }
 
     fn probe_lock(&self, learner: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -221,6 +238,8 @@ pub fn serve(o: Options) -> Result<(), ServeError> {
         ready_timeout: o.ready_timeout,
         learners: Mutex::default(),
         probes: Mutex::default(),
+        seen: Mutex::default(),
+        started: std::time::Instant::now(),
         class_write: Mutex::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -245,11 +264,48 @@ pub fn serve(o: Options) -> Result<(), ServeError> {
         println!(
             "Learners open their links; the instructor's dashboard is at /i/<instructor token>."
         );
+        if !o.idle_stop.is_zero() {
+            tokio::spawn(stop_idle_labs(server.clone(), o.idle_stop));
+        }
         axum::serve(listener, router(server))
             .with_graceful_shutdown(shutdown())
             .await
             .map_err(|e| ServeError::Runtime(e.to_string()))
     })
+}
+
+/// Takes down the labs of learners not heard from for `idle`; their progress is kept, and
+/// opening the module again starts a fresh lab.
+async fn stop_idle_labs(server: Arc<Server>, idle: Duration) {
+    let mut tick =
+        tokio::time::interval((idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)));
+    loop {
+        tick.tick().await;
+        let Ok(class) = server.class() else { continue };
+        for learner in class.learners.iter().map(|l| l.name.clone()) {
+            if server.quiet_for(&learner) < idle {
+                continue;
+            }
+            let lock = server.learner_lock(&learner);
+            let _held = lock.lock().await;
+            let s = server.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut progress = class::read_progress(&s.dir, &learner);
+                let mut stopped = false;
+                for p in progress.values_mut() {
+                    if let Some(id) = p.lab.take().and_then(|l| crate::ids::LabId::parse(&l)) {
+                        let _ = crate::lab::down(&id);
+                        p.idle_stops += 1;
+                        stopped = true;
+                    }
+                }
+                if stopped {
+                    let _ = class::write_progress(&s.dir, &learner, &progress);
+                }
+            })
+            .await;
+        }
+    }
 }
 
 async fn shutdown() {

@@ -99,8 +99,13 @@ pub struct Server(Child);
 
 impl Server {
     pub fn start(class: &str, port: u16, env: &[(&str, &str)]) -> Server {
+        Server::start_with(class, port, env, &[])
+    }
+
+    pub fn start_with(class: &str, port: u16, env: &[(&str, &str)], args: &[&str]) -> Server {
         let child = sandbox()
             .args(["serve", class, "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
