@@ -381,6 +381,12 @@ enum Cmd {
         /// page asks every 2 s while it is open); their progress stays. `0s` keeps labs up.
         #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
         idle_stop: Duration,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+        #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The certificate's PEM private key.
+        #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// Print the JSON Schema of scenario files (or of course files), for editors.
     #[command(
@@ -739,7 +745,9 @@ fn main() -> ExitCode {
             listen,
             timeout,
             idle_stop,
-        } => app::serve(&class, listen, timeout, idle_stop),
+            tls_cert,
+            tls_key,
+        } => app::serve(&class, listen, timeout, idle_stop, tls_cert.zip(tls_key)),
         Cmd::Schema { format } => app::schema(match format {
             SchemaFormat::Scenario => app::SchemaKind::Scenario,
             SchemaFormat::Course => app::SchemaKind::Course,

@@ -596,3 +596,86 @@ fn a_quiet_learners_lab_is_taken_down_and_their_progress_kept() {
     );
     let _again = Lab::adopt(again.json()["lab"]["id"].as_str().unwrap());
 }
+
+#[test]
+fn a_class_is_served_over_https_with_a_secure_cookie() {
+    if !root_or_skip("a_class_is_served_over_https_with_a_secure_cookie") {
+        return;
+    }
+    let t = TestClass::create("serve-tls", COURSE);
+    let (cert, key) = (
+        t.home.path().join("cert.pem"),
+        t.home.path().join("key.pem"),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let env = t.env();
+    let _server = Server::start_with(
+        "serve-tls",
+        t.port,
+        &[(env[0].0, env[0].1.as_str())],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}/l/{}", t.port, t.token_of("ann"));
+    let curl = |extra: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10"])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let trusted = curl(&["--cacert", cert.to_str().unwrap()]);
+    let head = text(&trusted);
+    assert!(trusted.status.success(), "{head}");
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    assert!(
+        head.contains("HttpOnly; SameSite=Strict; Path=/; Secure"),
+        "{head}"
+    );
+    let untrusted = curl(&[]);
+    assert!(
+        !untrusted.status.success(),
+        "a client that does not trust the certificate refuses it"
+    );
+    let mut plain = TcpStream::connect(("127.0.0.1", t.port)).unwrap();
+    use std::io::{Read, Write};
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "no plain HTTP on an HTTPS port"
+    );
+}

@@ -164,6 +164,7 @@ pub fn serve(
     listen: SocketAddr,
     ready_timeout: Duration,
     idle_stop: Duration,
+    tls: Option<(PathBuf, PathBuf)>,
 ) -> Result<(), AppError> {
     super::require_root("serve")?;
     crate::serve::serve(crate::serve::Options {
@@ -171,9 +172,11 @@ pub fn serve(
         listen,
         ready_timeout,
         idle_stop,
+        tls,
     })
     .map_err(|e| match e {
         crate::serve::ServeError::Class(e) => e.into(),
+        e @ crate::serve::ServeError::Tls(_) => AppError::Invalid(e.to_string()),
         e => AppError::Failed(e.to_string()),
     })
 }

@@ -170,8 +170,9 @@ pub async fn instructor_page() -> Html<&'static str> {
 }
 
 /// Sets the cookie the pages authenticate with and leaves the token out of the address bar.
-fn sign_in(token: &str, to: &'static str) -> Response {
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+fn sign_in(token: &str, to: &'static str, https: bool) -> Response {
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -191,14 +192,14 @@ fn bad_link() -> Response {
 
 pub async fn learner_link(State(server): S, Path(token): Path<String>) -> Response {
     match server.class() {
-        Ok(c) if c.learner_of(&token).is_some() => sign_in(&token, "/"),
+        Ok(c) if c.learner_of(&token).is_some() => sign_in(&token, "/", server.https),
         _ => bad_link(),
     }
 }
 
 pub async fn instructor_link(State(server): S, Path(token): Path<String>) -> Response {
     match server.class() {
-        Ok(c) if c.is_instructor(&token) => sign_in(&token, "/instructor"),
+        Ok(c) if c.is_instructor(&token) => sign_in(&token, "/instructor", server.https),
         _ => bad_link(),
     }
 }

@@ -9,6 +9,7 @@ mod api;
 mod metrics;
 pub mod probes;
 mod terminal;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct Options {
     /// A learner's lab is taken down after this long without a request from them (their
     /// page polls while it is open); their progress stays. Zero keeps labs up.
     pub idle_stop: Duration,
+    /// HTTPS: a PEM certificate chain and its PEM private key.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,8 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Runtime(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What every request handler shares.
@@ -63,6 +68,8 @@ struct Server {
     dir: PathBuf,
     course: Loaded,
     ready_timeout: Duration,
+    /// Served over HTTPS: the sign-in cookie is then `Secure`.
+    https: bool,
     /// One lock per learner: their starts, stops, hints and submissions happen one at a time.
     learners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// When each learner was last heard from.
@@ -230,12 +237,17 @@ fn router(server: Arc<Server>) -> Router {
 /// Serves class `o.class` until SIGINT or SIGTERM; the labs keep running.
 pub fn serve(o: Options) -> Result<(), ServeError> {
     let (dir, class) = class::load(&o.class)?;
+    let acceptor = match &o.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(ServeError::Tls)?),
+        None => None,
+    };
     let course = class.loaded_course()?;
     let server = Arc::new(Server {
         name: class.name.clone(),
         dir,
         course,
         ready_timeout: o.ready_timeout,
+        https: o.tls.is_some(),
         learners: Mutex::default(),
         probes: Mutex::default(),
         seen: Mutex::default(),
@@ -255,8 +267,9 @@ pub fn serve(o: Options) -> Result<(), ServeError> {
                 source,
             })?;
         let addr = listener.local_addr().unwrap_or(o.listen);
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         println!(
-            "Serving class {} ({}, {} learners) on http://{addr}",
+            "Serving class {} ({}, {} learners) on {scheme}://{addr}",
             class.name,
             class.course_id,
             class.learners.len()
@@ -267,10 +280,22 @@ pub fn serve(o: Options) -> Result<(), ServeError> {
         if !o.idle_stop.is_zero() {
             tokio::spawn(stop_idle_labs(server.clone(), o.idle_stop));
         }
-        axum::serve(listener, router(server))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| ServeError::Runtime(e.to_string()))
+        let app = router(server);
+        match acceptor {
+            Some(acceptor) => {
+                let listener = tls::TlsListener::new(listener, acceptor)
+                    .map_err(|e| ServeError::Runtime(e.to_string()))?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+        }
+        .map_err(|e| ServeError::Runtime(e.to_string()))
     })
 }
 
