@@ -29,7 +29,6 @@ pub mod probe;
 pub mod profile;
 pub mod report;
 pub mod scenario;
-pub mod serve;
 pub mod symptoms;
 pub mod sys;
 pub mod term;

@@ -210,6 +210,23 @@ fn a_learner_works_a_module_in_the_browser_and_the_dashboard_follows() {
         })
         .await;
         screenshot(&ann, "learner-probe.png").await;
+        // Reopening the module opens a new terminal whose `sandbox probe` still reaches the
+        // server: the old session's ending does not take the new one's socket.
+        ann.find(Locator::Css("nav button[data-module=lossy-hop]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        text_until(&ann, ".xterm-rows", Duration::from_secs(20), |t| t.contains("ann@")).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ann.find(Locator::Css(".xterm-helper-textarea"))
+            .await
+            .unwrap()
+            .send_keys("sandbox probe tcp-connect --duration 1s\u{E007}")
+            .await
+            .unwrap();
+        text_until(&ann, ".xterm-rows", Duration::from_secs(30), |t| t.contains("tcp-connect on")).await;
         let revealed = sandbox().args(["status", &lab_id, "--json", "--reveal"]).output().unwrap();
         let revealed: serde_json::Value = serde_json::from_slice(&revealed.stdout).unwrap();
         let percent = revealed["lab"]["faults"][0]["description"]

@@ -167,7 +167,7 @@ pub fn serve(
     tls: Option<(PathBuf, PathBuf)>,
 ) -> Result<(), AppError> {
     super::require_root("serve")?;
-    crate::serve::serve(crate::serve::Options {
+    crate::app::serve::serve(crate::app::serve::Options {
         class: name.to_string(),
         listen,
         ready_timeout,
@@ -175,8 +175,8 @@ pub fn serve(
         tls,
     })
     .map_err(|e| match e {
-        crate::serve::ServeError::Class(e) => e.into(),
-        e @ crate::serve::ServeError::Tls(_) => AppError::Invalid(e.to_string()),
+        crate::app::serve::ServeError::Class(e) => e.into(),
+        e @ crate::app::serve::ServeError::Tls(_) => AppError::Invalid(e.to_string()),
         e => AppError::Failed(e.to_string()),
     })
 }

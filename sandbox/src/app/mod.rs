@@ -19,6 +19,7 @@ mod class;
 mod cluster;
 mod course;
 mod exercise;
+pub mod serve;
 mod tools;
 pub use class::{ClassCreateOptions, class_create, class_list, class_revoke, class_status, serve};
 pub use cluster::{cluster_create, cluster_delete, cluster_image, cluster_list};
@@ -781,7 +782,7 @@ pub struct ProbeOptions {
 pub fn probe(o: ProbeOptions) -> Result<(), AppError> {
     use crate::ebpf::EbpfError;
     use crate::probe::{self, ProbeError, Scope};
-    if let Some(socket) = std::env::var_os(crate::serve::probes::SOCKET_ENV)
+    if let Some(socket) = std::env::var_os(crate::app::serve::probes::SOCKET_ENV)
         && !crate::sys::is_root()
     {
         return probe_through_server(std::path::Path::new(&socket), o);
@@ -817,13 +818,13 @@ fn probe_through_server(socket: &std::path::Path, o: ProbeOptions) -> Result<(),
             "in a class terminal, a probe runs on your lab and prints here: leave out --lab and --output".into(),
         ));
     }
-    let req = crate::serve::probes::ProbeRequest {
+    let req = crate::app::serve::probes::ProbeRequest {
         probe: o.kind.name().to_string(),
         target: o.target,
         seconds: o.duration.map(|d| d.as_secs().max(1)),
         json: o.json,
     };
-    match crate::serve::probes::ask(socket, &req) {
+    match crate::app::serve::probes::ask(socket, &req) {
         Ok(0) => Ok(()),
         Ok(_) => Err(AppError::Failed("the probe did not finish".into())),
         Err(e) => Err(AppError::Failed(format!(

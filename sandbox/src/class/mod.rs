@@ -448,32 +448,5 @@ pub fn status_json(dir: &Path, class: &Class, course: &Loaded) -> serde_json::Va
     })
 }
 
-/// The class table as CSV: a row per learner and module.
-pub fn csv(rows: &[Row]) -> String {
-    let cell = crate::report::csv_cell;
-    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let mut out =
-        String::from("learner,revoked,module,open,starts,hints,submissions,score,max,passed\n");
-    for r in rows {
-        for m in &r.modules {
-            let p = &m.progress;
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{}\n",
-                cell(&r.learner),
-                r.revoked,
-                cell(&m.module),
-                m.open,
-                p.starts,
-                p.hints,
-                p.submissions,
-                opt(p.score),
-                opt(p.max),
-                p.passed.map(|b| b.to_string()).unwrap_or_default(),
-            ));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests;

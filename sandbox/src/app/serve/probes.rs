@@ -183,6 +183,11 @@ fn socket_dir(class: &str) -> PathBuf {
     crate::ids::state_root().join("serve").join(class)
 }
 
+/// Removes the sockets a killed server left behind; called before it serves again.
+pub(super) fn clear_sockets(class: &str) {
+    let _ = std::fs::remove_dir_all(socket_dir(class));
+}
+
 pub(super) fn listen(
     server: Arc<Server>,
     learner: &str,
@@ -195,8 +200,8 @@ pub(super) fn listen(
     for d in [dir.parent().unwrap_or(&dir), dir.as_path()] {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711));
     }
-    let path = dir.join(format!("{learner}.sock"));
-    let _ = std::fs::remove_file(&path);
+    // One socket per terminal session: a session ending never removes its successor's.
+    let path = dir.join(format!("{learner}-{}.sock", crate::ids::LabId::random()));
     let listener =
         tokio::net::UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     std::os::unix::fs::chown(&path, Some(uid), Some(uid))

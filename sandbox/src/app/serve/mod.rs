@@ -237,6 +237,7 @@ fn router(server: Arc<Server>) -> Router {
 /// Serves class `o.class` until SIGINT or SIGTERM; the labs keep running.
 pub fn serve(o: Options) -> Result<(), ServeError> {
     let (dir, class) = class::load(&o.class)?;
+    probes::clear_sockets(&class.name);
     let acceptor = match &o.tls {
         Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(ServeError::Tls)?),
         None => None,

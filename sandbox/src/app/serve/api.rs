@@ -529,7 +529,7 @@ pub async fn class_status(State(server): S, headers: HeaderMap) -> Result<Json<V
 
 pub async fn class_csv(State(server): S, headers: HeaderMap) -> Result<Response, ApiError> {
     let class = instructor(&server, &headers)?;
-    let csv = class::csv(&class::table(&server.dir, &class, &server.course));
+    let csv = crate::report::class_csv(&class::table(&server.dir, &class, &server.course));
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
 }
 
