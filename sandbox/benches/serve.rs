@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sandbox");
 
-fn get(port: u16, path: &str, token: &str) -> (u16, String) {
+/// One request without a body: status and body.
+fn request(method: &str, port: u16, path: &str, token: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the server accepts");
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = String::new();
@@ -40,24 +41,12 @@ fn get(port: u16, path: &str, token: &str) -> (u16, String) {
     (status, body)
 }
 
+fn get(port: u16, path: &str, token: &str) -> (u16, String) {
+    request("GET", port, path, token)
+}
+
 fn post(port: u16, path: &str, token: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the server accepts");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    request("POST", port, path, token)
 }
 
 fn mem_available_kib() -> u64 {

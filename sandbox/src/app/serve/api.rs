@@ -242,69 +242,118 @@ fn stop_others(progress: &mut class::Progress, keep: &str) {
     }
 }
 
+/// A learner's request about one of their modules, as the work behind it sees it.
+struct Asked {
+    server: Arc<Server>,
+    class: Class,
+    learner: String,
+    module: String,
+    index: usize,
+}
+
+impl Asked {
+    fn progress(&self) -> class::Progress {
+        class::read_progress(&self.server.dir, &self.learner)
+    }
+
+    fn save(&self, progress: &class::Progress) -> Result<(), ApiError> {
+        class::write_progress(&self.server.dir, &self.learner, progress)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// The module as the learner now sees it.
+    fn view(&self) -> Result<Json<Value>, ApiError> {
+        let class = self.server.class()?;
+        Ok(Json(module_json(
+            &self.server,
+            &class,
+            &self.learner,
+            self.index,
+        )))
+    }
+}
+
+/// Runs `work` for a learner's request about `module` off the request threads, holding the
+/// learner's lock: their starts, stops, hints and submissions happen one at a time.
+async fn as_learner<T: Send + 'static>(
+    server: &Arc<Server>,
+    headers: &HeaderMap,
+    module: String,
+    work: impl FnOnce(&Asked) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (class, learner) = learner(server, headers)?;
+    let index = module_index(server, &module)?;
+    let lock = server.learner_lock(&learner);
+    let _held = lock.lock().await;
+    let asked = Asked {
+        server: server.clone(),
+        class,
+        learner,
+        module,
+        index,
+    };
+    blocking(move || work(&asked)).await
+}
+
 pub async fn start(
     State(server): S,
     headers: HeaderMap,
     Path(module): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (class, name) = learner(&server, &headers)?;
-    let i = module_index(&server, &module)?;
-    let lock = server.learner_lock(&name);
-    let _held = lock.lock().await;
-    let s = server.clone();
-    let learner_name = name.clone();
-    blocking(move || {
-        let mut progress = class::read_progress(&s.dir, &learner_name);
-        if !class::is_open(&class, &s.course, &progress, i, now_ms()) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("module `{module}` is not open yet"),
-            ));
-        }
-        let current = progress.get(&module).cloned().unwrap_or_default();
-        if running(current.lab.as_deref()).is_some() {
-            return Ok(());
-        }
-        if current.starts >= MAX_STARTS_PER_MODULE {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("this module's lab was started {MAX_STARTS_PER_MODULE} times already; ask your instructor"),
-            ));
-        }
-        stop_others(&mut progress, &module);
-        let r = &s.course.modules[i];
-        let certification = match class.mode {
-            Mode::Practice => None,
-            Mode::Certification => Some(lab::Certification {
-                candidate: learner_name.clone(),
-                instructor: cert::InstructorPublic::load(
-                    &s.dir.join(format!("{}.pub", class::KEY_PREFIX)),
-                )
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-                scenario_sha256: cert::sha256_hex(r.source.text.as_bytes()),
-            }),
-        };
-        let plan = Plan::build(&r.scenario, rand::random())
-            .map_err(|_| ApiError::internal("the module's scenario draws an invalid lab"))?;
-        let launched = app::start(
-            &plan,
-            &r.source.name,
-            s.ready_timeout,
-            certification,
-            class.backend,
-            app::Placement::default(),
-        )
-        .map_err(app_error)?;
-        let p = progress.entry(module.clone()).or_default();
-        p.lab = Some(launched.state.id.to_string());
-        p.starts += 1;
-        p.started_ms = Some(now_ms());
-        class::write_progress(&s.dir, &learner_name, &progress)
-            .map_err(|e| ApiError::internal(e.to_string()))
-    })
-    .await?;
-    let class = server.class()?;
-    Ok(Json(module_json(&server, &class, &name, i)))
+    as_learner(&server, &headers, module, start_lab).await
+}
+
+fn start_lab(a: &Asked) -> Result<Json<Value>, ApiError> {
+    let (s, module) = (&a.server, &a.module);
+    let mut progress = a.progress();
+    if !class::is_open(&a.class, &s.course, &progress, a.index, now_ms()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("module `{module}` is not open yet"),
+        ));
+    }
+    let current = progress.get(module).cloned().unwrap_or_default();
+    if running(current.lab.as_deref()).is_some() {
+        return a.view();
+    }
+    if current.starts >= MAX_STARTS_PER_MODULE {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this module's lab was started {MAX_STARTS_PER_MODULE} times already; ask your instructor"
+            ),
+        ));
+    }
+    stop_others(&mut progress, module);
+    let r = &s.course.modules[a.index];
+    let certification = match a.class.mode {
+        Mode::Practice => None,
+        Mode::Certification => Some(lab::Certification {
+            candidate: a.learner.clone(),
+            instructor: cert::InstructorPublic::load(
+                &s.dir.join(format!("{}.pub", class::KEY_PREFIX)),
+            )
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+            scenario_sha256: cert::sha256_hex(r.source.text.as_bytes()),
+        }),
+    };
+    let plan = Plan::build(&r.scenario, rand::random())
+        .map_err(|_| ApiError::internal("the module's scenario draws an invalid lab"))?;
+    let launched = app::start(
+        &plan,
+        &r.source.name,
+        s.ready_timeout,
+        certification,
+        a.class.backend,
+        app::Placement::default(),
+    )
+    .map_err(app_error)?;
+    let p = progress.entry(module.clone()).or_default();
+    p.lab = Some(launched.state.id.to_string());
+    p.starts += 1;
+    p.started_ms = Some(now_ms());
+    a.save(&progress)?;
+    a.view()
 }
 
 pub async fn stop(
@@ -312,26 +361,19 @@ pub async fn stop(
     headers: HeaderMap,
     Path(module): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (class, name) = learner(&server, &headers)?;
-    let i = module_index(&server, &module)?;
-    let lock = server.learner_lock(&name);
-    let _held = lock.lock().await;
-    let s = server.clone();
-    let learner_name = name.clone();
-    blocking(move || {
-        let mut progress = class::read_progress(&s.dir, &learner_name);
+    as_learner(&server, &headers, module, |a| {
+        let mut progress = a.progress();
         if let Some(id) = progress
-            .get_mut(&module)
+            .get_mut(&a.module)
             .and_then(|p| p.lab.take())
             .and_then(|l| LabId::parse(&l))
         {
             let _ = lab::down(&id);
         }
-        class::write_progress(&s.dir, &learner_name, &progress)
-            .map_err(|e| ApiError::internal(e.to_string()))
+        a.save(&progress)?;
+        a.view()
     })
-    .await?;
-    Ok(Json(module_json(&server, &class, &name, i)))
+    .await
 }
 
 /// The learner's running lab of `module`, or why there is none.
@@ -350,25 +392,20 @@ pub async fn hint(
     headers: HeaderMap,
     Path(module): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, name) = learner(&server, &headers)?;
-    let i = module_index(&server, &module)?;
-    if !server.course.modules[i].module.hints {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "this module is taken without hints",
-        ));
-    }
-    let lock = server.learner_lock(&name);
-    let _held = lock.lock().await;
-    let s = server.clone();
-    blocking(move || {
-        let st = lab_of(&s, &name, &module)?;
+    as_learner(&server, &headers, module, |a| {
+        if !a.server.course.modules[a.index].module.hints {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this module is taken without hints",
+            ));
+        }
+        let st = lab_of(&a.server, &a.learner, &a.module)?;
         let dir = LabDir::new(&st.id);
         let next = exercise::next_hint(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
-        let mut progress = class::read_progress(&s.dir, &name);
-        progress.entry(module).or_default().hints = exercise::hints_used(&dir).len() as u32;
-        class::write_progress(&s.dir, &name, &progress)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut progress = a.progress();
+        progress.entry(a.module.clone()).or_default().hints =
+            exercise::hints_used(&dir).len() as u32;
+        a.save(&progress)?;
         Ok(Json(match next {
             Some((index, h)) => json!({ "number": index + 1, "text": h.text, "cost": h.cost }),
             None => json!({ "number": null, "text": "No more hints for what you have done so far. Try another probe, then ask again.", "cost": 0 }),
@@ -399,12 +436,10 @@ pub async fn submit(
     Path(module): Path<String>,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
-    let (class, name) = learner(&server, &headers)?;
-    let i = module_index(&server, &module)?;
-    let lock = server.learner_lock(&name);
-    let _held = lock.lock().await;
-    let s = server.clone();
-    blocking(move || submit_blocking(&s, &class, &name, i, &body)).await
+    as_learner(&server, &headers, module, move |a| {
+        submit_blocking(&a.server, &a.class, &a.learner, a.index, &body)
+    })
+    .await
 }
 
 fn submit_blocking(
